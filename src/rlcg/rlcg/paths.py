@@ -1,0 +1,54 @@
+"""Where rlcg finds the workspace's top-level config/ and urdf/ directories.
+
+Order: $RLCG_CONFIG_DIR / $RLCG_URDF_DIR; the source checkout this module lives in
+(``pip install -e src/rlcg``); the installed share directory (``colcon build`` or a wheel
+install put them in ``<prefix>/share/rlcg``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _candidates(name: str) -> list[Path]:
+    found = []
+    env = os.environ.get(f"RLCG_{name.upper()}_DIR")
+    if env:
+        found.append(Path(env))
+    # src/rlcg/rlcg/paths.py -> repository root is three levels above the package dir.
+    found.append(PACKAGE_DIR.parents[2] / name)
+    found.append(Path(sys.prefix) / "share" / "rlcg" / name)
+    return found
+
+
+@cache
+def _find(name: str, marker: str) -> Path:
+    for cand in _candidates(name):
+        if (cand / marker).exists():
+            return cand
+    tried = ", ".join(str(c) for c in _candidates(name))
+    raise FileNotFoundError(
+        f"rlcg cannot find its {name}/ directory (looked for {marker} in: {tried}); "
+        f"set RLCG_{name.upper()}_DIR"
+    )
+
+
+def config_dir() -> Path:
+    return _find("config", "world.yaml")
+
+
+def urdf_dir() -> Path:
+    return _find("urdf", "rlcg_iiwa.urdf.xacro")
+
+
+def domains_dir() -> Path:
+    return config_dir() / "domains"
+
+
+def assets_dir() -> Path:
+    return PACKAGE_DIR / "assets"

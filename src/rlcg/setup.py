@@ -1,0 +1,33 @@
+"""setuptools shim: metadata lives in pyproject.toml; this adds the ament index marker and
+installs the workspace's top-level config/ and urdf/ into share/rlcg (used by colcon build)."""
+
+import os
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+def share_tree(top: str) -> list[tuple[str, list[str]]]:
+    """(install dir, files) pairs for every directory under the workspace's top-level ``top``."""
+    entries = []
+    base = ROOT / top
+    if not base.is_dir():  # an sdist built outside the workspace carries no share files
+        return entries
+    for folder in sorted(p for p in [base, *base.rglob("*")] if p.is_dir()):
+        files = sorted(os.path.relpath(f, HERE) for f in folder.iterdir() if f.is_file())
+        if files:
+            entries.append((f"share/rlcg/{folder.relative_to(ROOT)}", files))
+    return entries
+
+
+setup(
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/rlcg"]),
+        ("share/rlcg", ["package.xml"]),
+        *share_tree("config"),
+        *share_tree("urdf"),
+    ],
+)
