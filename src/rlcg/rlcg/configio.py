@@ -14,10 +14,12 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
+from rlcg.errors import RlcgError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(RlcgError, ValueError):
     """A config or domain file is malformed; the message names the file and the field."""
 
 
@@ -52,9 +54,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         fields = {f.name: f for f in dataclasses.fields(tp) if f.init}
         unknown = sorted(set(value) - set(fields))
         if unknown:
-            raise ConfigError(
-                f"{where}: unknown field {unknown[0]!r} (known fields: {', '.join(sorted(fields))})"
-            )
+            raise ConfigError(f"{where}: unknown field {unknown[0]!r} (known fields: {', '.join(sorted(fields))})")
         kwargs = {}
         for name, field in fields.items():
             if name in value:
@@ -106,9 +106,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         key_tp, val_tp = get_args(tp)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
-        return {
-            _convert(key_tp, k, f"{where}"): _convert(val_tp, v, f"{where}.{k}") for k, v in value.items()
-        }
+        return {_convert(key_tp, k, f"{where}"): _convert(val_tp, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {_show(value)}")

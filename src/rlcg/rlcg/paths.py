@@ -33,8 +33,7 @@ def _find(name: str, marker: str) -> Path:
             return cand
     tried = ", ".join(str(c) for c in _candidates(name))
     raise FileNotFoundError(
-        f"rlcg cannot find its {name}/ directory (looked for {marker} in: {tried}); "
-        f"set RLCG_{name.upper()}_DIR"
+        f"rlcg cannot find its {name}/ directory (looked for {marker} in: {tried}); set RLCG_{name.upper()}_DIR"
     )
 
 

@@ -54,9 +54,7 @@ class RandomPolicy:
 
     def act(self, obs: Observation) -> Decision:
         b = obs.bounds
-        a = np.array(
-            [obs.rng.uniform(*b.x), obs.rng.uniform(*b.y), obs.rng.uniform(*b.yaw), 0.0], dtype=np.float64
-        )
+        a = np.array([obs.rng.uniform(*b.x), obs.rng.uniform(*b.y), obs.rng.uniform(*b.yaw), 0.0], dtype=np.float64)
         return Decision(a)
 
 
@@ -81,8 +79,9 @@ class OraclePolicy:
 
     name = "oracle"
 
-    def __init__(self, opening_margin: float = 0.85, finger_half_width: float = 0.0125,
-                 finger_thickness: float = 0.012):
+    def __init__(
+        self, opening_margin: float = 0.85, finger_half_width: float = 0.0125, finger_thickness: float = 0.012
+    ):
         self.opening_margin = opening_margin
         self.finger_half_width = finger_half_width
         self.finger_thickness = finger_thickness
@@ -126,9 +125,7 @@ class OraclePolicy:
                 yaw = wrap_half_turn(math.atan2(axis_along[1], axis_along[0]))
                 action = clip_to_bounds(np.array([grasp_xy[0], grasp_xy[1], yaw, 0.0]), world.bounds)
                 blocked = any(
-                    self._under_fingers(points[o.uid], action, opening, floor)
-                    for o in objs
-                    if o.uid != obj.uid
+                    self._under_fingers(points[o.uid], action, opening, floor) for o in objs if o.uid != obj.uid
                 )
                 out.append(GraspCandidate(obj.uid, action, width, float(pts[:, 2].max() - floor), blocked))
         return out

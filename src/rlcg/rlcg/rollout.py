@@ -1,0 +1,198 @@
+"""Running policies in the simulated world: one episode, or many in worker processes.
+
+Episode ``i`` of a run with base seed ``S`` uses the seed ``episode_seed(S, i)``; that number alone
+fixes the scene, the appearance and the policy's randomness, so any episode can be replayed by
+its seed, whatever worker ran it and in whatever order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
+from rlcg.policies import SCRIPTED_POLICIES, Observation, Policy
+from rlcg.sim.domains import Domain, load_domain
+from rlcg.sim.world import GraspAction, ThreeBinWorld
+
+
+def episode_seed(base_seed: int, index: int) -> int:
+    """The seed of episode ``index`` of a run started with ``base_seed`` (a 31-bit integer)."""
+    return int(np.random.SeedSequence([int(base_seed), int(index)]).generate_state(1)[0] >> 1)
+
+
+def make_policy(spec: str, device: str = "cpu") -> Policy:
+    """``random``, ``oracle``, ``scripted``, ``default`` (the shipped checkpoint) or a checkpoint path."""
+    if spec in SCRIPTED_POLICIES:
+        return SCRIPTED_POLICIES[spec]()
+    from rlcg.rl.policy import load_policy  # torch is imported only when a learned policy is used
+
+    return load_policy(spec, device=device)
+
+
+def run_episode(
+    world: ThreeBinWorld, policy: Policy, seed: int, attempts: int = 1, policy_name: str | None = None
+) -> Episode:
+    """Reset the world with ``seed`` and let ``policy`` make up to ``attempts`` grasps."""
+    image = world.reset(seed)
+    scene = world.scene
+    assert scene is not None
+    meta = EpisodeMeta(
+        episode_id=f"{world.domain.name}-{seed:010d}",
+        seed=seed,
+        domain=world.domain.name,
+        policy=policy_name or policy.name,
+        bin_index=scene.bin_index,
+        bins_mode=world.bins_mode,
+        object_split=world.split,
+        base_pose=scene.base_pose.as_tuple(),
+        camera=world.intrinsics,
+        objects=[ObjectRecord(o.object_id, o.bin_index, o.position, o.orientation) for o in scene.objects],
+    )
+    rng = np.random.default_rng([seed, 1])
+    steps = []
+    for k in range(attempts):
+        decision = policy.act(Observation(image, world.bounds, rng, world))
+        outcome = world.execute(GraspAction.from_array(decision.action))
+        next_image = world.render()
+        done = k == attempts - 1 or not world.objects_in_front()
+        steps.append(
+            Step(
+                image=image,
+                action=np.asarray(decision.action, dtype=np.float64),
+                reward=1.0 if outcome.success else 0.0,
+                next_image=next_image,
+                done=done,
+                success=outcome.success,
+                lifted_height=outcome.lifted_height,
+                q_value=float(decision.q_value),
+            )
+        )
+        image = next_image
+        if done:
+            break
+    return Episode(meta, steps)
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    """Everything a worker needs to rebuild the world and policy on its own."""
+
+    domain: str | Domain = "sim"
+    policy: str = "random"
+    bins: str = "single"
+    split: str = "train"
+    image_size: int | None = None
+    attempts: int = 1
+    device: str = "cpu"
+    base_seed: int = 0
+    episodes: int = 1
+    seeds: tuple[int, ...] | None = None  # explicit episode seeds instead of base_seed/episodes
+
+    def episode_seeds(self) -> list[int]:
+        if self.seeds is not None:
+            return list(self.seeds)
+        return [episode_seed(self.base_seed, i) for i in range(self.episodes)]
+
+
+@dataclass
+class RolloutSummary:
+    episodes: int = 0
+    successes: int = 0
+    attempts: int = 0
+    per_bin: dict[int, list[int]] = field(default_factory=dict)  # bin -> [successes, episodes]
+
+    def add(self, ep: Episode) -> None:
+        self.episodes += 1
+        self.attempts += len(ep.steps)
+        self.successes += int(ep.success)
+        counts = self.per_bin.setdefault(ep.meta.bin_index, [0, 0])
+        counts[0] += int(ep.success)
+        counts[1] += 1
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(spec: RolloutSpec) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one worker per core: intra-op threads would only contend
+    domain = spec.domain if isinstance(spec.domain, Domain) else load_domain(spec.domain)
+    world = ThreeBinWorld(domain=domain, bins=spec.bins, split=spec.split, image_size=spec.image_size)
+    world.preload_objects()
+    _WORKER.update(world=world, policy=make_policy(spec.policy, spec.device), spec=spec)
+
+
+def _run_seed(seed: int) -> Episode:
+    spec: RolloutSpec = _WORKER["spec"]
+    return run_episode(_WORKER["world"], _WORKER["policy"], seed, spec.attempts, _policy_label(spec.policy))
+
+
+def _policy_label(spec: str) -> str:
+    return spec if spec in SCRIPTED_POLICIES or spec == "default" else f"checkpoint:{spec}"
+
+
+class EpisodeRunner:
+    """Runs episodes of one ``RolloutSpec`` in this process (1 worker) or in a process pool."""
+
+    def __init__(self, spec: RolloutSpec, workers: int = 1):
+        self.spec = spec
+        self.workers = workers
+        self._pool = None
+
+    def __enter__(self) -> EpisodeRunner:
+        if self.workers <= 1:
+            _init_worker(self.spec)
+        else:
+            ctx = mp.get_context("spawn")  # no inherited PyBullet clients or torch thread pools
+            self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.spec,))
+        return self
+
+    def run(self, seeds: list[int], ordered: bool = True) -> Iterator[Episode]:
+        """Episodes of ``seeds``; in seed order unless ``ordered`` is False."""
+        if self._pool is None:
+            for seed in seeds:
+                yield _run_seed(seed)
+        elif ordered:
+            yield from self._pool.imap(_run_seed, seeds, chunksize=1)
+        else:
+            yield from self._pool.imap_unordered(_run_seed, seeds, chunksize=1)
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+        elif "world" in _WORKER:
+            _WORKER.pop("world").close()
+
+
+def iter_episodes(spec: RolloutSpec, workers: int = 1) -> Iterator[Episode]:
+    """Episodes of ``spec`` in seed order, computed by ``workers`` processes."""
+    with EpisodeRunner(spec, workers) as runner:
+        yield from runner.run(spec.episode_seeds())
+
+
+def rollout(
+    spec: RolloutSpec, sink: EpisodeSink | None = None, workers: int = 1, progress: bool = True, desc: str = ""
+) -> RolloutSummary:
+    """Run ``spec``'s episodes, write them to ``sink`` in seed order, and count successes."""
+    from tqdm import tqdm
+
+    summary = RolloutSummary()
+    bar = tqdm(
+        total=len(spec.episode_seeds()), desc=desc or "episodes", unit="ep", disable=not progress, dynamic_ncols=True
+    )
+    try:
+        for ep in iter_episodes(spec, workers):
+            if sink is not None:
+                sink.write(ep)
+            summary.add(ep)
+            bar.update(1)
+            bar.set_postfix(success=f"{summary.successes / summary.episodes:.2f}")
+    finally:
+        bar.close()
+    return summary

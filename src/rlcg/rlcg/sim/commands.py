@@ -1,0 +1,255 @@
+"""`rlcg sim`, `rlcg collect`, `rlcg render` and `rlcg bench sim`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+POLICY_HELP = "random, scripted, oracle, default (the shipped learned checkpoint) or the path of a policy checkpoint"
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def image_size(text: str) -> int:
+    value = int(text)
+    if not 16 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"image size must be within 16..1024, got {value}")
+    return value
+
+
+def add_world_args(p: argparse.ArgumentParser, default_policy: str = "default") -> None:
+    p.add_argument("--domain", default="sim", help="built-in domain (sim, randomized, pseudo-real) or a domain YAML")
+    p.add_argument("--policy", default=default_policy, help=POLICY_HELP + f" (default: {default_policy})")
+    p.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
+    p.add_argument(
+        "--bins",
+        choices=["single", "multi"],
+        default="single",
+        help="single: always the centre bin; multi: the robot is placed before a random bin",
+    )
+    p.add_argument("--seed", type=int, default=0, help="base seed; episode i uses a seed derived from it")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default: 1)")
+    p.add_argument(
+        "--objects",
+        choices=["train", "test", "all"],
+        default=None,
+        help="object split (default: test for learned policies, train otherwise)",
+    )
+    p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: config, 64)")
+    p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
+    p.add_argument("--device", default="cpu", help="torch device for learned policies (default: cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "sim",
+        help="run the world with a policy and report the success rate (the main job)",
+        description="Run the PyBullet three-bin world with a policy; print the success rate with its 95%% "
+        "Wilson interval, overall and per bin.",
+    )
+    add_world_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--record", metavar="DIR", default=None, help="also record the episodes as rosbag2 into DIR")
+    p.set_defaults(handler=cmd_sim)
+
+    p = sub.add_parser(
+        "collect",
+        help="collect episodes into rosbag2 files",
+        description="Collect grasping episodes with a policy in a domain and record them as rosbag2 (MCAP).",
+    )
+    add_world_args(p, default_policy="scripted")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not hold a bag already)")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage (default: mcap)")
+    p.add_argument(
+        "--distro",
+        choices=["jazzy", "humble"],
+        default="jazzy",
+        help="ROS 2 distribution whose message definitions and bag version are written (default: jazzy)",
+    )
+    p.add_argument(
+        "--max-episodes-per-bag", type=positive_int, default=None, help="start a new bag after this many episodes"
+    )
+    p.set_defaults(handler=cmd_collect)
+
+    p = sub.add_parser(
+        "render",
+        help="write a grid of camera images of a domain (PNG)",
+        description="Render the camera image of several episodes' scenes into one PNG grid.",
+    )
+    p.add_argument("--domain", default="sim", help="built-in domain name or a domain YAML file")
+    p.add_argument("--seeds", type=positive_int, default=16, help="number of scenes (default: 16)")
+    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--bins", choices=["single", "multi"], default="multi")
+    p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: 64)")
+    p.add_argument(
+        "--scale",
+        type=positive_int,
+        default=None,
+        help="upscale each image by this factor in the grid (default: to about 128 pixels)",
+    )
+    p.add_argument("--out", required=True, metavar="PNG")
+    p.set_defaults(handler=cmd_render)
+
+
+def register_bench(bench_sub) -> None:
+    p = bench_sub.add_parser(
+        "sim",
+        help="grasp attempts per second with 1 and 2 workers",
+        description="Grasp attempts per second of the world at 64x64 with the random policy, with 1 and 2 "
+        "worker processes (after warm-up: shapes preloaded, workers started).",
+    )
+    p.add_argument("--attempts", type=positive_int, default=200, help="attempts per measurement (default: 200)")
+    p.add_argument("--domain", default="sim")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_bench_sim)
+
+
+def _spec_from_args(args, default_split: str | None = None):
+    from rlcg.rollout import RolloutSpec
+    from rlcg.sim.domains import load_domain
+
+    domain = load_domain(args.domain)  # fail fast, with the file and field named
+    learned = args.policy not in ("random", "scripted", "oracle")
+    split = args.objects or default_split or ("test" if learned else "train")
+    if learned:
+        from rlcg.rl.policy import load_policy
+
+        load_policy(args.policy)  # a missing or broken checkpoint is an error before any worker starts
+    return RolloutSpec(
+        domain=domain,
+        policy=args.policy,
+        bins=args.bins,
+        split=split,
+        image_size=args.image_size,
+        attempts=args.attempts,
+        device=args.device,
+        base_seed=args.seed,
+        episodes=args.episodes,
+    )
+
+
+def cmd_sim(args) -> int:
+    from rlcg.eval.stats import success_report
+    from rlcg.rollout import rollout
+
+    spec = _spec_from_args(args)
+    sink = None
+    if args.record:
+        from rlcg.data.recorder import EpisodeRecorder
+
+        sink = EpisodeRecorder(args.record)
+    try:
+        summary = rollout(spec, sink, workers=args.workers, progress=not args.no_progress, desc="sim")
+    finally:
+        if sink is not None:
+            sink.close()
+    report = success_report(summary.successes, summary.episodes, summary.per_bin)
+    report.update(domain=spec.domain.name, policy=args.policy, bins=args.bins, objects=spec.split, seed=args.seed)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        lo, hi = report["ci95"]
+        print(
+            f"{args.policy} on {spec.domain.name} ({args.bins} bin, {spec.split} objects, seed {args.seed}): "
+            f"success {report['success_rate']:.1%} [95% CI {lo:.1%}, {hi:.1%}] over {summary.episodes} episodes"
+        )
+        for b, r in report["per_bin"].items():
+            print(f"  bin {b}: {r['success_rate']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}] of {r['episodes']}")
+    return 0
+
+
+def cmd_collect(args) -> int:
+    from rlcg.data.recorder import EpisodeRecorder
+    from rlcg.rollout import rollout
+
+    spec = _spec_from_args(args, default_split=args.objects or "train")
+    recorder = EpisodeRecorder(
+        args.out, storage=args.storage, distro=args.distro, max_episodes_per_bag=args.max_episodes_per_bag
+    )
+    try:
+        summary = rollout(spec, recorder, workers=args.workers, progress=not args.no_progress, desc="collect")
+    finally:
+        recorder.close()
+    print(
+        f"collected {summary.episodes} episodes ({summary.attempts} grasp attempts, "
+        f"{summary.successes / max(summary.episodes, 1):.1%} successful) into {args.out}"
+    )
+    return 0
+
+
+def cmd_render(args) -> int:
+    from PIL import Image
+
+    from rlcg.rollout import episode_seed
+    from rlcg.sim.world import ThreeBinWorld
+
+    images = []
+    with ThreeBinWorld(domain=args.domain, bins=args.bins, image_size=args.image_size) as world:
+        for i in range(args.seeds):
+            images.append(world.reset(episode_seed(args.seed, i)))
+    grid = image_grid(images, scale=args.scale)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    print(f"wrote {out} ({len(images)} scenes of {args.domain}, {images[0].shape[1]}x{images[0].shape[0]})")
+    return 0
+
+
+def image_grid(images, columns: int | None = None, scale: int | None = None, pad: int = 2):
+    """Images (equal size) tiled into one uint8 array, upscaled by nearest neighbour."""
+    import numpy as np
+
+    n = len(images)
+    columns = columns or int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / columns))
+    h, w = images[0].shape[:2]
+    scale = scale or max(1, round(128 / w))
+    hs, ws = h * scale, w * scale
+    grid = np.full((rows * (hs + pad) + pad, columns * (ws + pad) + pad, 3), 255, np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, columns)
+        big = np.repeat(np.repeat(img, scale, axis=0), scale, axis=1)
+        grid[pad + r * (hs + pad) : pad + r * (hs + pad) + hs, pad + c * (ws + pad) : pad + c * (ws + pad) + ws] = big
+    return grid
+
+
+def cmd_bench_sim(args) -> int:
+    from rlcg.rollout import EpisodeRunner, RolloutSpec, episode_seed
+
+    cores = os.cpu_count() or 1
+    rates = {}
+    for workers in (1, 2):
+        seeds = [episode_seed(12345, i) for i in range(args.attempts * workers)]
+        spec = RolloutSpec(domain=args.domain, policy="random", image_size=64)
+        with EpisodeRunner(spec, workers) as runner:
+            # Warm-up: workers started, object shapes preloaded, one episode each.
+            list(runner.run([episode_seed(999, i) for i in range(workers)], ordered=False))
+            t0 = time.perf_counter()
+            count = sum(len(ep.steps) for ep in runner.run(seeds, ordered=False))
+            rates[workers] = count / (time.perf_counter() - t0)
+    report = {
+        "attempts_per_s_1_worker": rates[1],
+        "attempts_per_s_2_workers": rates[2],
+        "attempts_per_s_per_core": rates[2] / min(2, cores),
+        "scaling_2_vs_1": rates[2] / rates[1],
+        "cores": cores,
+        "image_size": 64,
+        "policy": "random",
+        "domain": args.domain,
+        "attempts_per_measurement": args.attempts,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for k, v in report.items():
+            print(f"{k}: {v:.2f}" if isinstance(v, float) else f"{k}: {v}")
+    return 0
