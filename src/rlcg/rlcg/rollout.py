@@ -36,7 +36,7 @@ def make_policy(spec: str, device: str = "cpu") -> Policy:
 def run_episode(
     world: ThreeBinWorld, policy: Policy, seed: int, attempts: int = 1, policy_name: str | None = None
 ) -> Episode:
-    """Reset the world with ``seed`` and let ``policy`` make up to ``attempts`` grasps."""
+    """Reset the world with ``seed`` and let ``policy`` grasp until it succeeds, at most ``attempts`` times."""
     image = world.reset(seed)
     scene = world.scene
     assert scene is not None
@@ -58,7 +58,8 @@ def run_episode(
         decision = policy.act(Observation(image, world.bounds, rng, world))
         outcome = world.execute(GraspAction.from_array(decision.action))
         next_image = world.render()
-        done = k == attempts - 1 or not world.objects_in_front()
+        # A success ends the episode (as in QT-Opt), so Q stays a probability: r + gamma V <= 1.
+        done = outcome.success or k == attempts - 1 or not world.objects_in_front()
         steps.append(
             Step(
                 image=image,

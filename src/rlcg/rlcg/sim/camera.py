@@ -96,3 +96,30 @@ def view_matrix(position: np.ndarray, rotation: np.ndarray) -> list[float]:
     view[:3, :3] = r_world_gl.T
     view[:3, 3] = -r_world_gl.T @ position
     return view.T.reshape(-1).tolist()
+
+
+class TablePlaneProjector:
+    """Maps between image pixels and points on a horizontal plane in the robot base frame, for
+    the nominal camera mount of a CameraConfig (no domain jitter): heatmaps and grasp markers."""
+
+    def __init__(self, cfg: CameraConfig, intrinsics: CameraIntrinsics | None = None):
+        from rlcg.sim.geometry import rpy_matrix
+
+        self.intrinsics = intrinsics or CameraIntrinsics.from_config(cfg)
+        r_link = rpy_matrix(*cfg.mount_rpy())
+        # camera_optical_joint: rpy (-pi/2, 0, -pi/2) from camera_link (see urdf/rlcg_iiwa.urdf.xacro).
+        self.rotation = r_link @ rpy_matrix(-math.pi / 2, 0.0, -math.pi / 2)
+        self.position = np.asarray(cfg.mount_xyz, dtype=np.float64)
+
+    def project(self, points_base: np.ndarray) -> np.ndarray:
+        """Pixel (u, v) of base-frame points (N x 3)."""
+        pts = (np.atleast_2d(points_base) - self.position) @ self.rotation
+        return self.intrinsics.project(pts)
+
+    def unproject(self, u: np.ndarray, v: np.ndarray, z: float) -> np.ndarray:
+        """Base-frame (x, y) where the rays through pixels (u, v) meet the plane at height z."""
+        k = self.intrinsics
+        rays = np.stack([(u - k.cx) / k.fx, (v - k.cy) / k.fy, np.ones_like(u, dtype=np.float64)], -1)
+        dirs = rays @ self.rotation.T
+        t = (z - self.position[2]) / dirs[..., 2]
+        return (self.position + t[..., None] * dirs)[..., :2]

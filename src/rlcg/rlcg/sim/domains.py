@@ -394,9 +394,9 @@ def load_domain(name_or_path: str | Path) -> Domain:
                 "or give the path of a domain YAML file"
             )
     path = path.resolve()
-    data = load_yaml(path)
-    data.setdefault("name", path.stem)
     try:
+        data = load_yaml(path)
+        data.setdefault("name", path.stem)
         spec = from_dict(DomainSpec, data, str(path))
     except DomainError:
         raise

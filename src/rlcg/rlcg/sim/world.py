@@ -356,22 +356,28 @@ class ThreeBinWorld:
                 placed.append((x, y, z, radius))
                 pos = [x, y, z]
                 orn = c.getQuaternionFromEuler(rng.uniform(-math.pi, math.pi, size=3).tolist())
-                rgba, tex = self.appearance.object_look(model)
-                col, vis = self._object_shapes(model, scale[0], textured=tex is not None)
-                uid = c.createMultiBody(ocfg.mass, col, vis, basePosition=pos, baseOrientation=orn)
-                if tex is not None:
-                    c.changeVisualShape(uid, -1, textureUniqueId=self.texture_id(tex), rgbaColor=list(rgba))
-                else:
-                    c.changeVisualShape(uid, -1, rgbaColor=list(rgba))
-                c.changeDynamics(
-                    uid,
-                    -1,
-                    lateralFriction=ocfg.lateral_friction,
-                    rollingFriction=ocfg.rolling_friction,
-                    spinningFriction=ocfg.spinning_friction,
-                    angularDamping=ocfg.angular_damping,
-                )
-                self.scene.objects.append(ObjectState(uid, oid, b, tuple(pos), tuple(orn)))
+                self._create_object(model, b, pos, orn)
+
+    def _create_object(self, model: objset.ObjectModel, bin_index: int, pos, orn) -> ObjectState:
+        assert self.scene is not None and self.appearance is not None
+        c = self.client
+        ocfg = self.config.world.objects
+        rgba, tex = self.appearance.object_look(model)
+        col, vis = self._object_shapes(model, model.mesh_scale * ocfg.scale, textured=tex is not None)
+        uid = c.createMultiBody(ocfg.mass, col, vis, basePosition=list(pos), baseOrientation=list(orn))
+        texture = {"textureUniqueId": self.texture_id(tex)} if tex is not None else {}
+        c.changeVisualShape(uid, -1, rgbaColor=list(rgba), **texture)
+        c.changeDynamics(
+            uid,
+            -1,
+            lateralFriction=ocfg.lateral_friction,
+            rollingFriction=ocfg.rolling_friction,
+            spinningFriction=ocfg.spinning_friction,
+            angularDamping=ocfg.angular_damping,
+        )
+        obj = ObjectState(uid, model.object_id, bin_index, tuple(pos), tuple(orn))
+        self.scene.objects.append(obj)
+        return obj
 
     def preload_objects(self) -> None:
         """Create the collision and visual shapes of every object of the split now (about a
@@ -661,6 +667,29 @@ class ThreeBinWorld:
         self._set_fingers(self.config.robot.gripper.max_opening / 2)
         self._settle(30)
         self._drop_escaped_objects()
+
+    # ------------------------------------------------------------------ hand-made scenes
+    def remove_objects(self, bin_index: int | None = None) -> None:
+        """Take every object (of one bin, or all) out of the scene."""
+        assert self.scene is not None, "call reset() first"
+        for obj in [o for o in self.scene.objects if bin_index is None or o.bin_index == bin_index]:
+            self.client.removeBody(obj.uid)
+            self.scene.objects.remove(obj)
+
+    def place_object(self, object_id: int, x: float, y: float, yaw: float = 0.0, settle: bool = True) -> ObjectState:
+        """Drop object ``object_id`` (of the object set) at (x, y) of the robot base frame into the bin
+        in front, upright-ish with the given yaw, and let it come to rest."""
+        assert self.scene is not None and self.appearance is not None, "call reset() first"
+        c = self.client
+        model = objset.load_model(self._objects_root, object_id)
+        scale = model.mesh_scale * self.config.world.objects.scale
+        wx, wy, _ = self.base_to_world(x, y, 0.0)
+        z = self.config.world.bins.floor_z + objset.bounding_radius(model.mesh_path) * scale + 0.005
+        orn = c.getQuaternionFromEuler([0.0, 0.0, yaw + self.scene.base_pose.yaw])
+        obj = self._create_object(model, self.scene.bin_index, (wx, wy, z), orn)
+        if settle:
+            self._settle(self.config.world.objects.settle_steps)
+        return obj
 
     # ------------------------------------------------------------------ ground truth
     def objects_in_front(self) -> list[ObjectState]:

@@ -1,0 +1,160 @@
+"""Checkpoints: a directory with ``config.json`` and safetensors files. Nothing is ever unpickled.
+
+``config.json`` names the weights file it belongs to. Saving writes new weights under a fresh
+name, then replaces ``config.json`` atomically (``os.replace``), then deletes stale weights, so a
+reader (or a run killed mid-save) always sees a complete, consistent checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from rlcg.errors import RlcgError
+
+FORMAT = "rlcg-checkpoint"
+VERSION = 1
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
+
+class CheckpointError(RlcgError):
+    """A checkpoint is missing, incomplete, of the wrong kind, or not in rlcg's safe format."""
+
+
+def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """A JSON-able copy of ``obj`` with every tensor moved into ``tensors`` (key in its place)."""
+    if isinstance(obj, torch.Tensor):
+        key = prefix
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        return {str(k): flatten_state(v, f"{prefix}.{k}", tensors) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [flatten_state(v, f"{prefix}.{i}", tensors) for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {prefix} in a checkpoint")
+
+
+def unflatten_state(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        return {k: unflatten_state(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unflatten_state(v, tensors) for v in obj]
+    return obj
+
+
+def optimizer_state(opt: torch.optim.Optimizer) -> dict:
+    """Optimizer state with integer keys as strings (restored by ``load_optimizer_state``)."""
+    return opt.state_dict()
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    state = dict(state)
+    state["state"] = {int(k): v for k, v in state["state"].items()}
+    opt.load_state_dict(state)
+
+
+def save_checkpoint(
+    path: str | Path,
+    kind: str,
+    config: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    train_state: Any = None,
+) -> Path:
+    """Write (or update) the checkpoint directory ``path`` atomically; returns it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config}
+    files = {"weights": f"model-{tag}.safetensors"}
+    _save_tensors(path / files["weights"], {k: v.detach().cpu().contiguous() for k, v in weights.items()})
+    if train_state is not None:
+        tensors: dict[str, torch.Tensor] = {}
+        tree = flatten_state(train_state, "s", tensors)
+        files["train_state"] = f"train-{tag}.safetensors"
+        _save_tensors(path / files["train_state"], tensors)
+        meta["train_state"] = tree
+    meta["files"] = files
+    tmp = path / f".config-{tag}.json"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+    _fsync(tmp)
+    os.replace(tmp, path / "config.json")
+    keep = set(files.values())
+    for stale in path.glob("*.safetensors"):
+        if stale.name not in keep:
+            stale.unlink(missing_ok=True)
+    return path
+
+
+def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
+    tmp = file.with_name(f".{file.name}.tmp")
+    save_file(tensors, str(tmp))
+    _fsync(tmp)
+    os.replace(tmp, file)
+
+
+def _fsync(file: Path) -> None:
+    with open(file, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def read_checkpoint_meta(path: str | Path, kind: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint directory and its parsed config.json, after checking format and kind."""
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: refusing to load a {path.suffix} file: rlcg never unpickles data from disk; "
+            "checkpoints are directories with config.json and safetensors weights"
+        )
+    if path.is_file() and path.name == "config.json":
+        path = path.parent
+    if not path.exists():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a checkpoint directory (expected config.json + safetensors)")
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise CheckpointError(f"{path}: no config.json: not an rlcg checkpoint (or an unfinished one)")
+    try:
+        meta = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{cfg_file}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{cfg_file}: not an rlcg checkpoint (format {meta.get('format')!r})")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{cfg_file}: checkpoint version {meta.get('version')} is not supported")
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(f"{path}: is a {meta.get('kind')!r} checkpoint, expected {kind!r}")
+    return path, meta
+
+
+def load_checkpoint(
+    path: str | Path, kind: str | None = None, with_train_state: bool = False
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], Any]:
+    """(config, weights, train_state or None) of a checkpoint directory."""
+    path, meta = read_checkpoint_meta(path, kind)
+    weights = _load_tensors(path / meta["files"]["weights"])
+    train_state = None
+    if with_train_state and "train_state" in meta["files"]:
+        tensors = _load_tensors(path / meta["files"]["train_state"])
+        train_state = unflatten_state(meta["train_state"], tensors)
+    return meta["config"], weights, train_state
+
+
+def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+    if not file.is_file():
+        raise CheckpointError(f"{file}: weights file named by config.json is missing")
+    try:
+        return load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several error types for bad files
+        raise CheckpointError(f"{file}: not a readable safetensors file ({exc})") from exc

@@ -1,0 +1,352 @@
+"""`rlcg train-q`, `rlcg eval`, `rlcg viz q`, `rlcg bench policy`, `rlcg bench train-q`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from rlcg.errors import CommandError
+from rlcg.sim.commands import add_world_args, image_size, positive_int
+
+EVAL_SEED = 1000  # fixed evaluation seeds: every policy is compared on the same scenes
+
+
+def parse_data_arg(text: str) -> tuple[str, float]:
+    """DIR or DIR:WEIGHT (the weight is a positive number)."""
+    path, sep, weight = text.rpartition(":")
+    if sep and path and not Path(text).exists():
+        try:
+            w = float(weight)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: weight {weight!r} is not a number") from exc
+        if not w > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: weight must be > 0")
+        return path, w
+    return text, 1.0
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train-q",
+        help="train the grasp Q-function (QT-Opt-style TD learning) from datasets or bags",
+        description="Offline TD training of Q(s, a) with CEM targets on a Polyak target network. Writes a "
+        "policy checkpoint (config.json + safetensors) that rlcg sim/eval and the ROS policy node load.",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        type=parse_data_arg,
+        metavar="DIR[:WEIGHT]",
+        help="ingested datasets or bag directories; sources are mixed by weight (default 1)",
+    )
+    p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint directory to write")
+    p.add_argument("--steps", type=positive_int, default=3000, help="gradient steps (default: 3000)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", choices=["mse", "bce"], default="bce", help="TD distance d (default: bce, QT-Opt)")
+    p.add_argument("--gamma", type=float, default=0.9, help="discount (default: 0.9, QT-Opt)")
+    p.add_argument("--clipped-double-q", action="store_true", help="min of Polyak and lagged target networks")
+    p.add_argument("--use-z", action="store_true", help="the action's z offset is a network input")
+    p.add_argument("--channels", type=int, nargs="+", default=[32, 64, 64], help="conv widths (default: 32 64 64)")
+    p.add_argument(
+        "--cem",
+        type=int,
+        nargs=3,
+        default=[2, 64, 6],
+        metavar=("ITERS", "POP", "ELITES"),
+        help="CEM of the saved policy and of the TD targets (default: 2 64 6, QT-Opt)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=0, help="evaluate in sim every N steps (0: never)")
+    p.add_argument("--eval-episodes", type=int, default=50)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_train_q)
+
+    p = sub.add_parser(
+        "eval",
+        help="success rate of a policy in a domain (fixed evaluation seeds, held-out objects)",
+        description="Evaluate a policy: success rate with its 95%% Wilson interval, overall and per bin. Uses "
+        f"the held-out test objects and evaluation seed {EVAL_SEED} unless told otherwise, so policies are "
+        "compared on the same scenes.",
+    )
+    add_world_args(p, default_policy="default")
+    p.set_defaults(seed=EVAL_SEED, objects="test")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--record", metavar="DIR", default=None, help="also record the episodes as rosbag2 into DIR")
+    p.set_defaults(handler=cmd_eval)
+
+    p = sub.add_parser("viz", help="visualisations (viz q: Q heatmap over the camera image)")
+    viz = p.add_subparsers(dest="viz", metavar="WHAT", required=True)
+    q = viz.add_parser(
+        "q",
+        help="Q over (x, y) at the best yaw, overlaid on the camera image, the chosen grasp marked",
+        description="Render one scene, score grasps over the workspace with the policy's Q-function and write "
+        "the heatmap over the camera image as a PNG, with the grasp CEM chose drawn as the finger line.",
+    )
+    q.add_argument("--policy", default="default", help="policy checkpoint or 'default'")
+    q.add_argument("--domain", default="sim")
+    q.add_argument("--seed", type=int, default=0, help="scene seed")
+    q.add_argument("--bins", choices=["single", "multi"], default="single")
+    q.add_argument("--objects", choices=["train", "test", "all"], default="test")
+    q.add_argument("--scale", type=positive_int, default=6, help="upscaling of the image (default: 6)")
+    q.add_argument("--out", required=True, metavar="PNG")
+    q.set_defaults(handler=cmd_viz_q)
+
+
+def register_bench(bench_sub) -> None:
+    p = bench_sub.add_parser(
+        "policy",
+        help="decision latency of the learned policy (CEM), and its speed-up over full forward passes",
+        description="Latency of one grasp decision (64x64, CEM 2x64, one CPU thread): the image is encoded once "
+        "and all candidates scored by the head; compared in the same run with scoring every candidate by a "
+        "full forward pass.",
+    )
+    p.add_argument("--policy", default="default")
+    p.add_argument("--decisions", type=positive_int, default=200)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_bench_policy)
+
+    p = bench_sub.add_parser("train-q", help="training samples per second of train-q (synthetic batches)")
+    p.add_argument("--steps", type=positive_int, default=30)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--image-size", type=image_size, default=64)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_bench_train_q)
+
+
+def _set_threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def open_sources(specs: list[tuple[str, float]]):
+    from rlcg.data.dataset import TransitionDataset
+    from rlcg.rl.qtopt import WeightedSources
+
+    sources = []
+    for path, weight in specs:
+        if not Path(path).exists():
+            raise CommandError(f"--data {path}: no such dataset or bag directory")
+        ds = TransitionDataset.open(path)
+        if len(ds) == 0:
+            raise CommandError(f"--data {path}: holds no transitions")
+        sources.append((ds, weight))
+    sizes = {tuple(ds.image_size) for ds, _ in sources}
+    if len(sizes) != 1:
+        raise CommandError(f"the datasets have different image sizes: {sorted(sizes)}")
+    return WeightedSources(sources), sizes.pop()
+
+
+def cmd_train_q(args) -> int:
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rlcg.models.qnet import QNetConfig
+    from rlcg.provenance import provenance
+    from rlcg.rl.cem import CEMConfig
+    from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, describe
+    from rlcg.sim.config import SimConfig
+
+    _set_threads(args.threads)
+    data, (h, w) = open_sources(args.data)
+    if h != w:
+        raise CommandError(f"images must be square, got {w}x{h}")
+    sim = SimConfig.load(image_size=h)
+    cem = CEMConfig(*args.cem)
+    qcfg = QNetConfig(image_size=h, channels=tuple(args.channels), use_z=args.use_z, bounds=sim.robot.workspace)
+    tcfg = QTrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        loss=args.loss,
+        gamma=args.gamma,
+        clipped_double_q=args.clipped_double_q,
+        target_cem=cem,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes if args.eval_every else 0,
+    )
+    out = Path(args.out)
+    if (out / "config.json").exists() and not args.resume:
+        raise CommandError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
+    prov = provenance(argv=["train-q", *[f"{p}:{wt}" for p, wt in args.data]], seed=args.seed)
+    trainer = QTOptTrainer(
+        tcfg,
+        qcfg,
+        data,
+        out,
+        cem=cem,
+        camera=sim.camera,
+        device=args.device,
+        resume=args.resume,
+        provenance={"provenance": prov},
+    )
+    print(f"{describe(trainer.qnet)}; {len(data):,} transitions; from step {trainer.step} to {tcfg.steps}")
+    writer = SummaryWriter(str(out / "tb"))
+    try:
+        trainer.fit(progress=not args.no_progress, writer=writer)
+    finally:
+        writer.close()
+    last = next((h for h in reversed(trainer.history) if "loss" in h), {})
+    print(
+        f"saved {out} (step {trainer.step}, loss {last.get('loss', float('nan')):.4f}, "
+        f"accuracy {last.get('accuracy', float('nan')):.3f})"
+    )
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from rlcg.sim.commands import cmd_sim
+
+    return cmd_sim(args)
+
+
+def cmd_viz_q(args) -> int:
+    import numpy as np
+
+    from rlcg.policies import Observation
+    from rlcg.rl.policy import load_policy
+    from rlcg.rl.viz import q_overlay
+    from rlcg.sim.world import ThreeBinWorld
+
+    policy = load_policy(args.policy)
+    with ThreeBinWorld(domain=args.domain, bins=args.bins, split=args.objects, image_size=policy.image_size) as world:
+        image = world.reset(args.seed)
+        decision = policy.act(Observation(image, world.bounds, np.random.default_rng([args.seed, 1]), world))
+        png = q_overlay(policy, image, decision, scale=args.scale)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png.save(out)
+    x, y, yaw, _ = decision.action
+    print(f"wrote {out}: chosen grasp x={x:.3f} y={y:.3f} yaw={yaw:.2f} rad, Q={decision.q_value:.3f}")
+    return 0
+
+
+def cmd_bench_policy(args) -> int:
+    import numpy as np
+    import torch
+
+    from rlcg.models.qnet import as_image_tensor
+    from rlcg.policies import Observation
+    from rlcg.rl.policy import load_policy
+    from rlcg.sim.world import ThreeBinWorld
+
+    torch.set_num_threads(args.threads)
+    policy = load_policy(args.policy)
+    with ThreeBinWorld(split="test", image_size=policy.image_size) as world:
+        images = [world.reset(s) for s in range(8)]
+        bounds = world.bounds
+    rng = np.random.default_rng(0)
+    cem = policy.cem
+
+    def decide(i: int) -> None:
+        policy.act(Observation(images[i % len(images)], bounds, rng))
+
+    @torch.no_grad()
+    def full_forward(i: int) -> None:
+        # The same CEM, but every candidate scored by a full forward pass of its own image copy.
+        from rlcg.rl.cem import cem_maximize
+
+        img = as_image_tensor(images[i % len(images)])
+        gen = torch.Generator().manual_seed(i)
+        cem_maximize(
+            lambda a: policy.qnet(img.expand(a.shape[1], -1, -1, -1), a[0]).view(1, -1),
+            1,
+            bounds,
+            cem,
+            gen,
+            use_z=policy.qnet.config.use_z,
+        )
+
+    def timeit(fn, n: int) -> list[float]:
+        for i in range(5):
+            fn(i)  # warm-up
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            fn(i)
+            times.append((time.perf_counter() - t0) * 1000)
+        return times
+
+    fast = timeit(decide, args.decisions)
+    slow = timeit(full_forward, max(20, args.decisions // 4))
+    report = {
+        "p50_ms": float(np.percentile(fast, 50)),
+        "p99_ms": float(np.percentile(fast, 99)),
+        "full_forward_p50_ms": float(np.percentile(slow, 50)),
+        "speedup_vs_full_forward": float(np.percentile(slow, 50) / np.percentile(fast, 50)),
+        "cem": {"iterations": cem.iterations, "population": cem.population, "elites": cem.elites},
+        "image_size": policy.image_size,
+        "threads": args.threads,
+        "decisions": args.decisions,
+        "policy": args.policy,
+    }
+    print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+    return 0
+
+
+def cmd_bench_train_q(args) -> int:
+    import numpy as np
+
+    from rlcg.models.qnet import QNetConfig
+    from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources
+    from rlcg.sim.config import SimConfig
+
+    _set_threads(args.threads)
+
+    class Synthetic:
+        """Random transitions of the right shapes: the benchmark measures compute, not data."""
+
+        def __init__(self, n: int, size: int):
+            rng = np.random.default_rng(0)
+            self.images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+            self.n = n
+
+        def __len__(self) -> int:
+            return self.n
+
+        def sample(self, b: int, rng: np.random.Generator):
+            idx = rng.integers(0, self.n, b)
+            return argparse.Namespace(
+                image=self.images[idx],
+                next_image=self.images[idx[::-1]],
+                action=rng.uniform(-0.1, 0.6, (b, 4)).astype(np.float32),
+                reward=rng.integers(0, 2, b).astype(np.float32),
+                done=np.ones(b, bool),
+            )
+
+    import tempfile
+
+    sim = SimConfig.load(image_size=args.image_size)
+    qcfg = QNetConfig(image_size=args.image_size, bounds=sim.robot.workspace)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = QTOptTrainer(
+            QTrainConfig(steps=args.steps, batch_size=args.batch_size),
+            qcfg,
+            WeightedSources([(Synthetic(512, args.image_size), 1.0)]),
+            tmp,
+        )
+        for _ in range(3):
+            trainer.train_step()
+        t0 = time.perf_counter()
+        for _ in range(args.steps):
+            trainer.train_step()
+        rate = args.steps * args.batch_size / (time.perf_counter() - t0)
+    report = {
+        "samples_per_s": rate,
+        "steps_per_s": rate / args.batch_size,
+        "batch_size": args.batch_size,
+        "image_size": args.image_size,
+        "threads": __import__("torch").get_num_threads(),
+    }
+    print(json.dumps(report) if args.json else "\n".join(f"{k}: {v}" for k, v in report.items()))
+    return 0

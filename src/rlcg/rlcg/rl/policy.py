@@ -1,0 +1,162 @@
+"""The learned grasping policy: Q(s, a) maximised over grasp poses by the cross-entropy method.
+
+Used by `rlcg sim`, `rlcg eval` and the ROS policy node: image in, grasp pose and its Q out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlcg import paths
+from rlcg.configio import from_dict, to_dict
+from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
+from rlcg.policies import Decision, Observation
+from rlcg.rl.cem import CEMConfig, cem_maximize
+from rlcg.rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlcg.sim.camera import TablePlaneProjector
+from rlcg.sim.config import CameraConfig, SimConfig, WorkspaceBounds
+
+POLICY_KIND = "q-policy"
+
+
+def default_policy_path() -> Path:
+    """The small checkpoint shipped with rlcg (made by `make default-policy`, see docs/results.md)."""
+    return paths.assets_dir() / "default_policy"
+
+
+class LearnedPolicy:
+    """Picks the grasp with the highest Q among CEM's samples; encodes each image once."""
+
+    def __init__(
+        self,
+        qnet: QNetwork,
+        cem: CEMConfig | None = None,
+        device: str | torch.device = "cpu",
+        name: str = "learned",
+        camera: CameraConfig | None = None,
+        floor_z: float = 0.02,
+    ):
+        self.device = torch.device(device)
+        self.qnet = qnet.to(self.device).eval()
+        self.cem = cem or CEMConfig()
+        self.name = name
+        self.camera = camera
+        self.floor_z = floor_z
+
+    @property
+    def bounds(self) -> WorkspaceBounds:
+        return self.qnet.config.bounds
+
+    @property
+    def image_size(self) -> int:
+        return self.qnet.config.image_size
+
+    def _features(self, image: np.ndarray) -> torch.Tensor:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"the policy needs an H x W x 3 uint8 RGB image, got {got}")
+        if image.shape[:2] != (self.image_size, self.image_size):
+            raise ValueError(
+                f"the policy was trained on {self.image_size}x{self.image_size} images, got "
+                f"{image.shape[1]}x{image.shape[0]}; resize the camera image first"
+            )
+        return self.qnet.encode(as_image_tensor(image, self.device))
+
+    @torch.no_grad()
+    def act(self, obs: Observation) -> Decision:
+        features = self._features(obs.image)
+        generator = torch.Generator().manual_seed(int(obs.rng.integers(2**62)))
+        actions, logits = cem_maximize(
+            lambda a: self.qnet.head(features, a),
+            1,
+            obs.bounds,
+            self.cem,
+            generator,
+            use_z=self.qnet.config.use_z,
+            device=self.device,
+        )
+        return Decision(actions[0].double().numpy(), float(torch.sigmoid(logits[0])))
+
+    @torch.no_grad()
+    def q_values(self, image: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Q (probability of success) of each of N actions (N x 4) in one image."""
+        features = self._features(image)
+        a = torch.as_tensor(np.asarray(actions, np.float32), device=self.device)[None]
+        return torch.sigmoid(self.qnet.head(features, a))[0].cpu().numpy()
+
+    @torch.no_grad()
+    def q_grid(self, image: np.ndarray, resolution: int = 32, yaws: int = 8) -> tuple[np.ndarray, np.ndarray]:
+        """Q over an (x, y) grid of the workspace at the best of ``yaws`` yaws: (Q grid, best yaw grid),
+        both (resolution, resolution), rows along x, columns along y."""
+        b = self.bounds
+        xs = np.linspace(b.x[0], b.x[1], resolution)
+        ys = np.linspace(b.y[0], b.y[1], resolution)
+        yaw = np.linspace(b.yaw[0], b.yaw[1], yaws, endpoint=False)
+        gx, gy, gyaw = np.meshgrid(xs, ys, yaw, indexing="ij")
+        acts = np.stack([gx, gy, gyaw, np.zeros_like(gx)], -1).reshape(-1, 4)
+        q = self.q_values(image, acts).reshape(resolution, resolution, yaws)
+        return q.max(-1), yaw[q.argmax(-1)]
+
+    def q_heatmap(self, image: np.ndarray, resolution: int = 32) -> np.ndarray:
+        """Q at the best yaw for every pixel whose ray meets the bin floor inside the workspace
+        (H x W, NaN elsewhere); uses the nominal camera mount of the checkpoint's camera config."""
+        camera = self.camera or SimConfig.load().camera
+        camera = camera.with_size(image.shape[0]) if image.shape[0] == image.shape[1] else camera
+        grid, _ = self.q_grid(image, resolution)
+        h, w = image.shape[:2]
+        projector = TablePlaneProjector(dataclasses.replace(camera, width=w, height=h))
+        v, u = np.mgrid[0:h, 0:w].astype(np.float64) + 0.5
+        xy = projector.unproject(u, v, self.floor_z)
+        b = self.bounds
+        fx = (xy[..., 0] - b.x[0]) / (b.x[1] - b.x[0]) * (resolution - 1)
+        fy = (xy[..., 1] - b.y[0]) / (b.y[1] - b.y[0]) * (resolution - 1)
+        inside = (fx >= 0) & (fx <= resolution - 1) & (fy >= 0) & (fy <= resolution - 1)
+        ix = np.clip(np.round(fx).astype(int), 0, resolution - 1)
+        iy = np.clip(np.round(fy).astype(int), 0, resolution - 1)
+        return np.where(inside, grid[ix, iy], np.nan)
+
+
+def policy_config(qnet: QNetwork, cem: CEMConfig, camera: CameraConfig | None, extra: dict | None = None) -> dict:
+    cfg: dict[str, Any] = {"qnet": to_dict(qnet.config), "cem": to_dict(cem)}
+    if camera is not None:
+        cfg["camera"] = to_dict(camera)
+    if extra:
+        cfg.update(extra)
+    return cfg
+
+
+def save_policy(
+    path: str | Path,
+    qnet: QNetwork,
+    cem: CEMConfig,
+    camera: CameraConfig | None = None,
+    extra: dict | None = None,
+    train_state: Any = None,
+) -> Path:
+    return save_checkpoint(path, POLICY_KIND, policy_config(qnet, cem, camera, extra), qnet.state_dict(), train_state)
+
+
+def qnet_from_config(cfg: dict) -> QNetwork:
+    return QNetwork(from_dict(QNetConfig, cfg["qnet"], "checkpoint qnet config"))
+
+
+def load_policy(path: str | Path, device: str | torch.device = "cpu", cem: CEMConfig | None = None) -> LearnedPolicy:
+    """A policy checkpoint (directory), or "default" for the one shipped with rlcg."""
+    ckpt = default_policy_path() if str(path) == "default" else Path(path)
+    if str(path) == "default" and not (ckpt / "config.json").is_file():
+        raise CheckpointError(f"the shipped default policy is missing from {ckpt}")
+    config, weights, _ = load_checkpoint(ckpt, kind=POLICY_KIND)
+    try:
+        qnet = qnet_from_config(config)
+        qnet.load_state_dict(weights)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt}: weights do not match the network in config.json ({exc})") from exc
+    cem_cfg = cem or from_dict(CEMConfig, config.get("cem", {}), "checkpoint cem config")
+    camera = from_dict(CameraConfig, config["camera"], "checkpoint camera") if "camera" in config else None
+    name = "default" if str(path) == "default" else f"checkpoint:{ckpt.name}"
+    return LearnedPolicy(qnet, cem_cfg, device=device, name=name, camera=camera)
