@@ -17,18 +17,25 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlcg.sim.config import WorkspaceBounds
+from rlcg.sim.camera import TablePlaneProjector
+from rlcg.sim.config import CameraConfig, WorkspaceBounds
 
 
 @dataclass(frozen=True)
 class QNetConfig:
     image_size: int = 64
     channels: tuple[int, ...] = (32, 64, 64)  # stem, then one entry per stride-2 stage
-    merge_size: int = 8  # spatial size of the map the action is added to
+    merge_size: int = 16  # spatial size of the feature map the action is fused with
     head_channels: int = 32
     hidden: int = 64
     use_z: bool = False  # whether the action's z offset is an input (and searched by CEM)
+    fusion: str = "attention"  # "attention" (the action picks where to look) or "add" (QT-Opt's broadcast-add)
     bounds: WorkspaceBounds = WorkspaceBounds()
+    # Attention prior: with the nominal camera, the network starts by looking where the grasp point
+    # projects into the image (a Gaussian over the feature map), and learns corrections to it.
+    camera: CameraConfig | None = None
+    prior_height: float = 0.04  # base-frame height of the projected grasp point (m)
+    prior_sigma: float = 0.75  # width of the prior, in feature-map cells
 
     @property
     def action_features(self) -> int:
@@ -69,18 +76,67 @@ class QNetwork(nn.Module):
         layers.append(nn.AdaptiveAvgPool2d(config.merge_size))
         self.encoder = nn.Sequential(*layers)
         self.feature_channels = cin
-        self.action_mlp = nn.Sequential(
-            nn.Linear(config.action_features, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, cin)
-        )
-        self.head_conv = conv(cin, config.head_channels)
-        self.head_fc = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(config.head_channels * config.merge_size**2, config.hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(config.hidden, config.hidden),
-            nn.ReLU(inplace=True),
-            nn.Linear(config.hidden, 1),
-        )
+        if config.fusion == "add":
+            self.action_mlp = nn.Sequential(
+                nn.Linear(config.action_features, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, cin)
+            )
+            self.head_conv = conv(cin, config.head_channels)
+            self.head_fc = nn.Sequential(
+                nn.Flatten(),
+                nn.Linear(config.head_channels * config.merge_size**2, config.hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, config.hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, 1),
+            )
+        elif config.fusion == "attention":
+            cells = config.merge_size**2
+            self.where = nn.Sequential(
+                nn.Linear(config.action_features, config.hidden), nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, cells)
+            )
+            nn.init.zeros_(self.where[-1].weight)  # start from the geometric prior alone
+            nn.init.zeros_(self.where[-1].bias)
+            self._init_prior(config)
+            self.film = nn.Linear(config.action_features, 2 * cin)
+            self.head_fc = nn.Sequential(
+                nn.Linear(2 * cin, config.hidden), nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, 1)
+            )
+        else:
+            raise ValueError(f"unknown action fusion {config.fusion!r} (attention or add)")
+
+    def _init_prior(self, config: QNetConfig) -> None:
+        m = config.merge_size
+        rows, cols = torch.meshgrid(torch.arange(m) + 0.5, torch.arange(m) + 0.5, indexing="ij")
+        self.register_buffer("cell_rows", rows.reshape(-1).float(), persistent=False)
+        self.register_buffer("cell_cols", cols.reshape(-1).float(), persistent=False)
+        self.has_prior = config.camera is not None
+        if self.has_prior:
+            cam = config.camera.with_size(config.image_size)
+            proj = TablePlaneProjector(cam)
+            k = proj.intrinsics
+            self.register_buffer("cam_rotation", torch.tensor(proj.rotation, dtype=torch.float32), persistent=False)
+            self.register_buffer("cam_position", torch.tensor(proj.position, dtype=torch.float32), persistent=False)
+            self.register_buffer(
+                "cam_intrinsics",
+                torch.tensor([k.fx, k.fy, k.cx, k.cy, k.width, k.height], dtype=torch.float32),
+                persistent=False,
+            )
+
+    def attention_prior(self, actions: torch.Tensor) -> torch.Tensor:
+        """Log-weights (B, N, m*m) of a Gaussian around the feature cell the grasp point projects to."""
+        if not self.has_prior:
+            return torch.zeros(*actions.shape[:2], self.cell_rows.numel(), device=actions.device)
+        z = torch.full_like(actions[..., :1], self.config.prior_height)
+        pts = torch.cat([actions[..., :2], z], dim=-1) - self.cam_position
+        cam = pts @ self.cam_rotation  # optical frame: x right, y down, z forward
+        fx, fy, cx, cy, w, h = self.cam_intrinsics
+        m = self.config.merge_size
+        col = (fx * cam[..., 0] / cam[..., 2] + cx) * (m / w)
+        row = (fy * cam[..., 1] / cam[..., 2] + cy) * (m / h)
+        d2 = (self.cell_cols - col[..., None]) ** 2 + (self.cell_rows - row[..., None]) ** 2
+        return -d2 / (2 * self.config.prior_sigma**2)
 
     @staticmethod
     def preprocess(images: torch.Tensor) -> torch.Tensor:
@@ -95,10 +151,19 @@ class QNetwork(nn.Module):
     def head(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Logits (B, N) of N actions per image: features (B, C, m, m), actions (B, N, 4)."""
         b, n = actions.shape[:2]
-        emb = self.action_mlp(encode_actions(actions, self.config.bounds, self.config.use_z))  # (B, N, C)
-        merged = features.unsqueeze(1) + emb[..., None, None]  # (B, N, C, m, m)
-        merged = merged.flatten(0, 1)
-        return self.head_fc(self.head_conv(merged)).view(b, n)
+        a = encode_actions(actions, self.config.bounds, self.config.use_z)
+        if self.config.fusion == "add":  # QT-Opt: broadcast-add the action embedding to the feature map
+            merged = features.unsqueeze(1) + self.action_mlp(a)[..., None, None]  # (B, N, C, m, m)
+            return self.head_fc(self.head_conv(merged.flatten(0, 1))).view(b, n)
+        # attention: the action picks where to look (a softmax over the map's cells), the features found
+        # there are modulated by the action (FiLM) and scored together with the image's global features.
+        flat = features.flatten(2)  # (B, C, m*m)
+        weights = torch.softmax(self.attention_prior(actions) + self.where(a), dim=-1)  # (B, N, m*m)
+        local = torch.einsum("bnk,bck->bnc", weights, flat)
+        scale, shift = self.film(a).chunk(2, dim=-1)
+        glob = flat.mean(-1, keepdim=True).transpose(1, 2).expand(b, n, -1)
+        h = torch.cat([local * (1 + scale) + shift, glob], dim=-1)
+        return self.head_fc(h).squeeze(-1)
 
     def forward(self, images: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Logits (B,) for one action per image; images preprocessed, actions (B, 4)."""

@@ -15,7 +15,7 @@ import torch
 from rlcg import paths
 from rlcg.configio import from_dict, to_dict
 from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
-from rlcg.policies import Decision, Observation
+from rlcg.policies import Decision, Observation, clip_to_bounds
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcg.sim.camera import TablePlaneProjector
@@ -80,7 +80,9 @@ class LearnedPolicy:
             use_z=self.qnet.config.use_z,
             device=self.device,
         )
-        return Decision(actions[0].double().numpy(), float(torch.sigmoid(logits[0])))
+        # CEM works in float32; clip in float64 so that a sample on a bound is not a hair outside it.
+        action = clip_to_bounds(actions[0].double().numpy(), obs.bounds)
+        return Decision(action, float(torch.sigmoid(logits[0])))
 
     @torch.no_grad()
     def q_values(self, image: np.ndarray, actions: np.ndarray) -> np.ndarray:

@@ -237,7 +237,7 @@ class QTOptTrainer:
             q = torch.sigmoid(logits)
             acc = ((q > 0.5).float() == (y > 0.5).float()).float().mean()
         return {
-            "loss": float(loss),
+            "loss": float(loss.detach()),
             "q_mean": float(q.mean()),
             "q_std": float(q.std()),
             "target_mean": float(y.mean()),

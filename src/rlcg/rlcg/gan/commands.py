@@ -1,0 +1,222 @@
+"""`rlcg train` (every method of the paper's Table 1), `rlcg bench train`, `rlcg bench transfer`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rlcg.errors import CommandError
+from rlcg.sim.commands import positive_int
+
+METHOD_HELP = (
+    "sim-only / randomized-sim: Q alone on --sim-data (sim or randomized-domain episodes); gan: G adversarially, "
+    "Q_real on G(x); cyclegan: + F and the cycle loss; rl-cyclegan: + Q_sim and the RL-scene consistency loss"
+)
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps (default: 3000 Q-only, 2000 GAN)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="batch (default: 64 Q-only, 8 GAN)")
+    p.add_argument("--real-rl", action="store_true", help="Q_real also learns from the real transitions (Table 2)")
+    p.add_argument("--init-q", metavar="CKPT", default=None,
+                   help="start Q_real (and Q_sim) from a policy checkpoint, e.g. the sim-only policy")
+    p.add_argument("--gen-width", type=positive_int, default=16, help="generator base width (default: 16)")
+    p.add_argument("--gen-blocks", type=positive_int, default=4, help="generator residual blocks (default: 4)")
+    p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
+    p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
+    p.add_argument("--lambda-gan", type=float, default=1.0)
+    p.add_argument("--lambda-cycle", type=float, default=10.0)
+    p.add_argument("--lambda-rl-scene", type=float, default=10.0)
+    p.add_argument("--lambda-rl", type=float, default=1.0)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a sim-to-real method (sim-only, randomized-sim, gan, cyclegan, rl-cyclegan)",
+        description="The offline trainer: trains one method of the paper's Table 1 from sim and real episodes "
+        "(rosbag2 directories or ingested datasets) and exports the final Q_real as a policy checkpoint "
+        "RUN/policy that rlcg eval, rlcg sim and the ROS policy node load. Runs under torchrun too.",
+    )
+    p.add_argument("--method", required=True, choices=["sim-only", "randomized-sim", "gan", "cyclegan",
+                                                       "rl-cyclegan"], help=METHOD_HELP)
+    p.add_argument("--sim-data", nargs="+", required=True, metavar="DIR[:WEIGHT]", help="sim episodes")
+    p.add_argument("--real-data", nargs="+", default=None, metavar="DIR[:WEIGHT]",
+                   help="real episodes (required by the GAN methods)")
+    p.add_argument("--out", required=True, metavar="RUN", help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue the run in RUN")
+    p.add_argument("--no-progress", action="store_true")
+    add_train_args(p)
+    p.set_defaults(handler=cmd_train)
+
+
+def register_bench(bench_sub) -> None:
+    p = bench_sub.add_parser(
+        "train",
+        help="training steps per second of every method (64x64, batch 8), CPU and GPU when present",
+        description="Steps per second of each method's training step on synthetic batches at 64x64, batch 8.",
+    )
+    p.add_argument("--steps", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--devices", nargs="+", default=None, help="devices to measure (default: cpu, and cuda if any)")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_bench_train)
+
+    from rlcg.eval.transfer import register_transfer
+
+    register_transfer(bench_sub)
+
+
+def _open(specs: list[str] | None, what: str):
+    from rlcg.rl.commands import open_sources, parse_data_arg
+
+    if not specs:
+        raise CommandError(f"{what} is required for this method")
+    try:
+        parsed = [parse_data_arg(s) for s in specs]
+    except argparse.ArgumentTypeError as exc:
+        raise CommandError(str(exc)) from None
+    return open_sources(parsed)
+
+
+def build_gan_config(args, method: str, steps: int, batch: int):
+    from rlcg.gan.trainer import GanTrainConfig, LossWeights
+    from rlcg.models.gan import GeneratorConfig
+
+    return GanTrainConfig(
+        method=method,
+        steps=steps,
+        batch_size=batch,
+        gan_objective=args.gan_loss,
+        cycle_distance=args.cycle_loss,
+        weights=LossWeights(gan=args.lambda_gan, cycle=args.lambda_cycle, rl_scene=args.lambda_rl_scene,
+                            rl=args.lambda_rl),
+        real_rl=args.real_rl,
+        generator=GeneratorConfig(width=args.gen_width, blocks=args.gen_blocks),
+        seed=args.seed,
+        bf16=args.bf16,
+    )
+
+
+def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: bool = True) -> Path:
+    """Train ``method`` and return the exported policy checkpoint (RUN/policy)."""
+    import torch
+    from torch.utils.tensorboard import SummaryWriter
+
+    from rlcg.models.qnet import QNetConfig
+    from rlcg.provenance import provenance
+    from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig
+    from rlcg.sim.config import SimConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sim_data, (h, _) = _open(sim_specs, "--sim-data")
+    sim = SimConfig.load(image_size=h)
+    qcfg = QNetConfig(image_size=h, bounds=sim.robot.workspace)
+    prov = {"provenance": provenance(seed=args.seed)}
+    out.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(out / "tb"))
+    try:
+        if method in ("sim-only", "randomized-sim"):
+            device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+            device = "cpu" if device == "auto" else device
+            tcfg = QTrainConfig(steps=args.steps or 3000, batch_size=args.batch_size or 64, seed=args.seed)
+            if (out / "policy" / "config.json").exists() and not args.resume:
+                raise CommandError(f"{out} already holds a trained policy; pass --resume or choose another --out")
+            trainer = QTOptTrainer(tcfg, qcfg, sim_data, out / "policy", camera=sim.camera, device=device,
+                                   resume=args.resume, provenance=prov)
+            trainer.fit(progress=progress, writer=writer)
+        else:
+            from rlcg.gan.trainer import RLCycleGANTrainer
+
+            real_data, (rh, _) = _open(real_specs, "--real-data")
+            if rh != h:
+                raise CommandError(f"sim images are {h}px but real images {rh}px")
+            if (out / "checkpoint" / "config.json").exists() and not args.resume:
+                raise CommandError(f"{out} already holds a {method} run; pass --resume or choose another --out")
+            cfg = build_gan_config(args, method, args.steps or 2000, args.batch_size or 8)
+            trainer = RLCycleGANTrainer(cfg, qcfg, sim_data, real_data, out, device=args.device,
+                                        resume=args.resume, init_q=args.init_q, provenance=prov, camera=sim.camera)
+            try:
+                trainer.fit(progress=progress, writer=writer)
+            finally:
+                trainer.dist.close()
+    finally:
+        writer.close()
+    return out / "policy"
+
+
+def cmd_train(args) -> int:
+    if args.method in ("gan", "cyclegan", "rl-cyclegan") and not args.real_data:
+        raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
+    if args.method in ("sim-only", "randomized-sim") and args.real_rl:
+        raise CommandError("--real-rl applies to the GAN methods; to train Q on real data alone, pass it as --sim-data")
+    policy = train_method(args, args.method, args.sim_data, args.real_data, Path(args.out),
+                          progress=not args.no_progress)
+    print(f"{args.method}: policy written to {policy}")
+    return 0
+
+
+def cmd_bench_train(args) -> int:
+    import numpy as np
+    import torch
+
+    from rlcg.gan.trainer import GAN_METHODS, GanTrainConfig, RLCycleGANTrainer
+    from rlcg.models.qnet import QNetConfig
+    from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources
+    from rlcg.sim.config import SimConfig
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+
+    class Synthetic:
+        def __init__(self, n: int = 256, size: int = 64):
+            rng = np.random.default_rng(0)
+            self.images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+        def __len__(self) -> int:
+            return len(self.images)
+
+        def sample(self, b, rng):
+            i = rng.integers(0, len(self), b)
+            return argparse.Namespace(image=self.images[i], next_image=self.images[i],
+                                      action=np.tile(np.array([0.6, 0.0, 0.3, 0.0], np.float32), (b, 1)),
+                                      reward=rng.integers(0, 2, b).astype(np.float32), done=np.ones(b, bool))
+
+    sim = SimConfig.load()
+    qcfg = QNetConfig(bounds=sim.robot.workspace)
+    report: dict = {"batch_size": args.batch_size, "image_size": 64, "threads": torch.get_num_threads(), "devices": {}}
+    for device in devices:
+        rates = {}
+        for method in ("sim-only", *GAN_METHODS):
+            data = WeightedSources([(Synthetic(), 1.0)])
+            with tempfile.TemporaryDirectory() as tmp:
+                if method == "sim-only":
+                    trainer = QTOptTrainer(QTrainConfig(batch_size=args.batch_size), qcfg, data, tmp, device=device)
+                    step = trainer.train_step
+                else:
+                    cfg = GanTrainConfig(method=method, batch_size=args.batch_size)
+                    trainer = RLCycleGANTrainer(cfg, qcfg, data, data, tmp, device=device)
+                    step = trainer.train_step
+                for _ in range(2):
+                    step()
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                for _ in range(args.steps):
+                    step()
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+                rates[method] = args.steps / (time.perf_counter() - t0)
+        report["devices"][device] = {f"{m}_steps_per_s": r for m, r in rates.items()}
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0

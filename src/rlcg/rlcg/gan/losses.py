@@ -1,0 +1,76 @@
+"""The loss terms of RL-CycleGAN (Rao et al., CVPR 2020), one function per term of the paper.
+
+    L_RL-CycleGAN = lambda_GAN L_GAN(G, D_Y) + lambda_GAN L_GAN(F, D_X) + lambda_cycle L_cyc(G, F)
+                  + lambda_RL-scene L_RL-scene(G, F) + lambda_RL L_RL(Q)
+
+X is the simulator's image domain, Y the real one; G: X -> Y, F: Y -> X.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def gan_discriminator_loss(d_real: torch.Tensor, d_fake: torch.Tensor, kind: str = "lsgan") -> torch.Tensor:
+    """The discriminator's side of L_GAN(G, D_Y) = E_y[log D_Y(y)] + E_x[log(1 - D_Y(G(x)))], maximised by D_Y.
+    LSGAN (CycleGAN's choice) replaces the log terms by squares: (D(y) - 1)^2 + D(G(x))^2."""
+    if kind == "lsgan":
+        return 0.5 * (F.mse_loss(d_real, torch.ones_like(d_real)) + F.mse_loss(d_fake, torch.zeros_like(d_fake)))
+    if kind == "bce":
+        return 0.5 * (
+            F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+            + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        )
+    raise ValueError(f"unknown GAN objective {kind!r} (lsgan or bce)")
+
+
+def gan_generator_loss(d_fake: torch.Tensor, kind: str = "lsgan") -> torch.Tensor:
+    """The generator's side of L_GAN: make the discriminator call its images real
+    (non-saturating form: -log D(G(x)); LSGAN: (D(G(x)) - 1)^2)."""
+    if kind == "lsgan":
+        return F.mse_loss(d_fake, torch.ones_like(d_fake))
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+    raise ValueError(f"unknown GAN objective {kind!r} (lsgan or bce)")
+
+
+def image_distance(a: torch.Tensor, b: torch.Tensor, kind: str = "mse") -> torch.Tensor:
+    if kind == "mse":
+        return F.mse_loss(a, b)
+    if kind == "l1":
+        return F.l1_loss(a, b)
+    raise ValueError(f"unknown distance {kind!r} (mse or l1)")
+
+
+def cycle_loss(x: torch.Tensor, x_cycled: torch.Tensor, y: torch.Tensor, y_cycled: torch.Tensor,
+               kind: str = "mse") -> torch.Tensor:
+    """L_cyc(G, F) = E_x d(F(G(x)), x) + E_y d(G(F(y)), y), d = mean squared error in the paper."""
+    return image_distance(x_cycled, x, kind) + image_distance(y_cycled, y, kind)
+
+
+@dataclass
+class SixQ:
+    """The six Q-values of the RL-scene consistency loss, for sim (x) and real (y) samples."""
+
+    q_x: torch.Tensor  # Q_sim(x, a)
+    q_x1: torch.Tensor  # Q_real(G(x), a)          (q'_x)
+    q_x2: torch.Tensor  # Q_sim(F(G(x)), a)        (q''_x)
+    q_y: torch.Tensor  # Q_real(y, a)
+    q_y1: torch.Tensor  # Q_sim(F(y), a)           (q'_y)
+    q_y2: torch.Tensor  # Q_real(G(F(y)), a)       (q''_y)
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        return {"q_x": self.q_x, "q'_x": self.q_x1, "q''_x": self.q_x2, "q_y": self.q_y, "q'_y": self.q_y1,
+                "q''_y": self.q_y2}
+
+
+def rl_scene_loss(q: SixQ) -> torch.Tensor:
+    """L_RL-scene(G, F) = d(q_x, q'_x) + d(q_x, q''_x) + d(q'_x, q''_x)
+                       + d(q_y, q'_y) + d(q_y, q''_y) + d(q'_y, q''_y),   d = mean squared error.
+    Each triple shows one scene, so a task-aware translation keeps its Q-values equal."""
+    d = F.mse_loss
+    return (d(q.q_x, q.q_x1) + d(q.q_x, q.q_x2) + d(q.q_x1, q.q_x2)
+            + d(q.q_y, q.q_y1) + d(q.q_y, q.q_y2) + d(q.q_y1, q.q_y2))

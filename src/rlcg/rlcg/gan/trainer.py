@@ -1,0 +1,506 @@
+"""The RL-CycleGAN trainer and the GAN baselines of the paper's Table 1.
+
+Which parameters each loss updates (docs/method.md explains why):
+
+    loss term                       updates          sees gradients through, but does not update
+    L_GAN(G, D_Y), L_GAN(F, D_X)    G, F             D_Y, D_X (frozen in the generator step)
+      (discriminator side)          D_Y, D_X         -
+    L_cyc(G, F)                     G, F             -
+    L_RL-scene(G, F)                G, F             Q_sim, Q_real (frozen: their values are the judge)
+    L_RL(Q)                         Q_sim, Q_real    - (translated images are detached)
+
+Freezing the Q-networks in L_RL-scene keeps them from satisfying the consistency loss by collapsing
+to a constant; detaching G(x) in L_RL keeps the generator from bending images to make the TD
+regression easy. The generators learn about the task only through L_RL-scene, the Q-networks only
+through their TD losses.
+
+Methods: ``gan`` trains G adversarially and Q_real on G(x); ``cyclegan`` adds F and L_cyc;
+``rl-cyclegan`` adds Q_sim and L_RL-scene. (``sim-only`` and ``randomized-sim`` train Q alone:
+rlcg.rl.qtopt.) With ``real_rl`` Q_real also learns from the real transitions.
+
+Runs on CPU or CUDA, in one process or under ``torchrun`` (DistributedDataParallel: each phase's
+networks are one wrapped module called once per step, gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from rlcg.configio import from_dict, to_dict
+from rlcg.errors import RlcgError
+from rlcg.gan import losses
+from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, ResnetGenerator, init_weights
+from rlcg.models.qnet import QNetConfig, QNetwork
+from rlcg.rl.cem import CEMConfig
+from rlcg.rl.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
+from rlcg.rl.policy import save_policy
+from rlcg.rl.qtopt import WeightedSources, polyak_update, td_loss, td_targets
+
+GAN_METHODS = ("gan", "cyclegan", "rl-cyclegan")
+Q_ONLY_METHODS = ("sim-only", "randomized-sim")
+METHODS = Q_ONLY_METHODS + GAN_METHODS
+CHECKPOINT_KIND = "rl-cyclegan"
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    gan: float = 1.0  # CycleGAN
+    cycle: float = 10.0  # CycleGAN's lambda = 10
+    rl_scene: float = 10.0  # not published; on the scale of L_cyc (Q-values are probabilities; see docs/method.md)
+    rl: float = 1.0
+
+
+@dataclass(frozen=True)
+class GanTrainConfig:
+    method: Literal["gan", "cyclegan", "rl-cyclegan"] = "rl-cyclegan"
+    steps: int = 2000
+    batch_size: int = 8
+    lr_gan: float = 2e-4  # CycleGAN (Adam, betas 0.5, 0.999)
+    lr_q: float = 5e-4
+    gan_objective: Literal["lsgan", "bce"] = "lsgan"
+    cycle_distance: Literal["mse", "l1"] = "mse"  # the paper's d
+    td_distance: Literal["mse", "bce"] = "bce"
+    weights: LossWeights = field(default_factory=LossWeights)
+    real_rl: bool = False
+    gamma: float = 0.9
+    polyak: float = 0.995
+    target_cem: CEMConfig = field(default_factory=CEMConfig)
+    image_pool: int = 50  # CycleGAN's history of generated images for the discriminators
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    seed: int = 0
+    bf16: bool = False
+    log_every: int = 25
+    grid_every: int = 250
+    checkpoint_every: int = 500
+
+    @property
+    def uses_f(self) -> bool:
+        return self.method in ("cyclegan", "rl-cyclegan")
+
+    @property
+    def uses_q_sim(self) -> bool:
+        return self.method == "rl-cyclegan"
+
+
+def to_gan_range(images: torch.Tensor) -> torch.Tensor:
+    """Q-network input ([-0.5, 0.5], see QNetwork.preprocess) -> generator range [-1, 1]."""
+    return images * 2.0
+
+
+def to_q_range(images: torch.Tensor) -> torch.Tensor:
+    return images * 0.5
+
+
+class Generators(nn.Module):
+    """G (and F): one module, called once per step, so DistributedDataParallel sees one forward."""
+
+    def __init__(self, cfg: GanTrainConfig):
+        super().__init__()
+        self.G = ResnetGenerator(cfg.generator)
+        self.F = ResnetGenerator(cfg.generator) if cfg.uses_f else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {"G(x)": self.G(x)}
+        if self.F is not None:
+            out["F(G(x))"] = self.F(out["G(x)"])
+            out["F(y)"] = self.F(y)
+            out["G(F(y))"] = self.G(out["F(y)"])
+        return out
+
+
+class Discriminators(nn.Module):
+    def __init__(self, cfg: GanTrainConfig):
+        super().__init__()
+        self.kind = cfg.gan_objective
+        self.D_Y = PatchDiscriminator(cfg.discriminator)
+        self.D_X = PatchDiscriminator(cfg.discriminator) if cfg.uses_f else None
+
+    def forward(self, real_y, fake_y, real_x=None, fake_x=None) -> torch.Tensor:
+        loss = self.d_loss(self.D_Y, real_y, fake_y)
+        if self.D_X is not None:
+            loss = loss + self.d_loss(self.D_X, real_x, fake_x)
+        return loss
+
+    def d_loss(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        return losses.gan_discriminator_loss(d(real), d(fake), self.kind)
+
+
+class QFunctions(nn.Module):
+    """Q_real (and Q_sim); ``forward`` computes their TD losses from prepared inputs in one call."""
+
+    def __init__(self, qcfg: QNetConfig, with_sim: bool):
+        super().__init__()
+        self.Q_real = QNetwork(qcfg)
+        self.Q_sim = QNetwork(qcfg) if with_sim else None
+
+    def forward(self, terms: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]], kind: str):
+        """terms: (network name, images, actions, targets); returns the summed loss and each term."""
+        parts = {}
+        for name, images, actions, targets in terms:
+            parts[name] = td_loss(getattr(self, name.split(":")[0])(images, actions), targets, kind)
+        return sum(parts.values()), parts
+
+
+class ImagePool:
+    """CycleGAN's buffer: the discriminator sees a mix of current and earlier generated images."""
+
+    def __init__(self, size: int, rng: np.random.Generator):
+        self.size, self.rng, self.images = size, rng, []
+
+    def query(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return batch
+        out = []
+        for img in batch.detach():
+            if len(self.images) < self.size:
+                self.images.append(img.clone())
+                out.append(img)
+            elif self.rng.random() < 0.5:
+                k = int(self.rng.integers(self.size))
+                out.append(self.images[k].clone())
+                self.images[k] = img.clone()
+            else:
+                out.append(img)
+        return torch.stack(out)
+
+
+def _frozen(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach() for k, v in module.named_parameters()}
+
+
+def _frozen_q(q: QNetwork, images: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """sigmoid Q(images, actions) with Q's parameters detached: gradients reach the images only."""
+    return torch.sigmoid(functional_call(q, _frozen(q), (images, actions)))
+
+
+class DistributedContext:
+    """torchrun's environment (WORLD_SIZE, RANK, LOCAL_RANK), or a single process."""
+
+    def __init__(self, device: str):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and self.world_size > 1:
+            device = f"cuda:{self.local_rank}"
+        self.device = torch.device(device)
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            torch.distributed.init_process_group(backend=backend)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        if self.world_size == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(module, device_ids=ids)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch.distributed.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    return getattr(module, "module", module)
+
+
+class RLCycleGANTrainer:
+    """Trains one of the GAN methods from sim transitions and real images (and real transitions)."""
+
+    def __init__(
+        self,
+        config: GanTrainConfig,
+        qnet_config: QNetConfig,
+        sim_data: WeightedSources,
+        real_data: WeightedSources,
+        out: str | Path,
+        device: str = "cpu",
+        resume: bool = False,
+        init_q: str | Path | None = None,
+        provenance: dict[str, Any] | None = None,
+        camera=None,
+    ):
+        if config.method not in GAN_METHODS:
+            raise RlcgError(f"method {config.method!r} is not a GAN method ({', '.join(GAN_METHODS)})")
+        self.cfg = config
+        self.dist = DistributedContext(device)
+        self.device = self.dist.device
+        self.out = Path(out)
+        self.sim_data, self.real_data = sim_data, real_data
+        self.provenance = provenance or {}
+        self.camera = camera
+        torch.manual_seed(config.seed)  # identical initial weights on every rank
+        gens, discs = Generators(config), Discriminators(config)
+        init_weights(gens)
+        init_weights(discs)
+        qs = QFunctions(qnet_config, config.uses_q_sim)
+        if init_q is not None:
+            self._init_q(qs, init_q)
+        self.gens = self.dist.wrap(gens.to(self.device))
+        self.discs = self.dist.wrap(discs.to(self.device))
+        self.qs = self.dist.wrap(qs.to(self.device))
+        self.q_targets = copy.deepcopy(_unwrap(self.qs)).eval()
+        betas = (0.5, 0.999)
+        self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=config.lr_gan, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discs.parameters(), lr=config.lr_gan, betas=betas)
+        self.opt_q = torch.optim.Adam(self.qs.parameters(), lr=config.lr_q)
+        rank_seed = [config.seed, self.dist.rank]
+        self.rng = np.random.default_rng(rank_seed)  # each rank draws its own batches
+        self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.dist.rank)
+        self.pools = {k: ImagePool(config.image_pool, np.random.default_rng([*rank_seed, i]))
+                      for i, k in enumerate(("x", "y"))}
+        self.step = 0
+        self.history: list[dict[str, float]] = []
+        if resume and (self.out / "checkpoint" / "config.json").is_file():
+            self._resume()
+
+    # ------------------------------------------------------------------ set-up
+    def _init_q(self, qs: QFunctions, path: str | Path) -> None:
+        """Start Q_real (and Q_sim) from a trained policy checkpoint (e.g. the sim-only policy)."""
+        cfg, weights, _ = load_checkpoint(path, kind="q-policy")
+        if cfg["qnet"] != to_dict(qs.Q_real.config):
+            raise RlcgError(f"--init-q {path}: its Q-network differs from this run's ({cfg['qnet']})")
+        qs.Q_real.load_state_dict(weights)
+        if qs.Q_sim is not None:
+            qs.Q_sim.load_state_dict(weights)
+
+    @property
+    def nets(self) -> dict[str, nn.Module]:
+        g, d, q = _unwrap(self.gens), _unwrap(self.discs), _unwrap(self.qs)
+        nets = {"G": g.G, "D_Y": d.D_Y, "Q_real": q.Q_real, "Q_real_target": self.q_targets.Q_real}
+        if g.F is not None:
+            nets.update(F=g.F, D_X=d.D_X)
+        if q.Q_sim is not None:
+            nets.update(Q_sim=q.Q_sim, Q_sim_target=self.q_targets.Q_sim)
+        return nets
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {f"{name}.{k}": v for name, net in self.nets.items() for k, v in net.state_dict().items()}
+
+    def _train_state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "opt_q": self.opt_q.state_dict(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_generator": self.generator.get_state(),
+            "history": self.history,
+        }
+
+    def _resume(self) -> None:
+        from rlcg.rl.qtopt import _int_keys_state
+
+        cfg, weights, state = load_checkpoint(self.out / "checkpoint", kind=CHECKPOINT_KIND, with_train_state=True)
+        if cfg["train"]["method"] != self.cfg.method:
+            raise RlcgError(f"{self.out}: holds a {cfg['train']['method']!r} run, not {self.cfg.method!r}")
+        for name, net in self.nets.items():
+            net.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
+        load_optimizer_state(self.opt_g, state["opt_g"])
+        load_optimizer_state(self.opt_d, state["opt_d"])
+        load_optimizer_state(self.opt_q, state["opt_q"])
+        self.rng.bit_generator.state = _int_keys_state(state["numpy_rng"])
+        self.generator.set_state(state["torch_generator"])
+        self.step = int(state["step"])
+        self.history = list(state["history"])
+
+    def save(self) -> None:
+        """The full training checkpoint and the exported Q_real policy (rank 0 only)."""
+        if not self.dist.is_main:
+            return
+        config = {"train": to_dict(self.cfg), "qnet": to_dict(_unwrap(self.qs).Q_real.config),
+                  "steps_done": self.step, **self.provenance}
+        save_checkpoint(self.out / "checkpoint", CHECKPOINT_KIND, config, self._weights(), self._train_state())
+        save_policy(self.out / "policy", _unwrap(self.qs).Q_real, self.cfg.target_cem, self.camera,
+                    extra={"training": {"method": self.cfg.method, "steps_done": self.step, **self.provenance}})
+
+    # ------------------------------------------------------------------ one step
+    def _batch(self, data: WeightedSources) -> dict[str, torch.Tensor]:
+        from rlcg.rl.qtopt import batch_tensors
+
+        return batch_tensors(data.sample(self.cfg.batch_size, self.rng), self.device)
+
+    def train_step(self) -> dict[str, float]:
+        cfg, w = self.cfg, self.cfg.weights
+        sim, real = self._batch(self.sim_data), self._batch(self.real_data)
+        x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+        stats: dict[str, float] = {}
+        nets = self.nets
+
+        # ---- generators: L_GAN (generator side) + L_cyc + L_RL-scene; D and Q frozen
+        with autocast:
+            out = self.gens(x, y)
+            g_loss = w.gan * losses.gan_generator_loss(  # L_GAN(G, D_Y)
+                functional_call(nets["D_Y"], _frozen(nets["D_Y"]), (out["G(x)"],)), cfg.gan_objective)
+            stats["loss_gan_G"] = float(g_loss.detach()) / max(w.gan, 1e-12)
+            if cfg.uses_f:
+                f_gan = losses.gan_generator_loss(  # L_GAN(F, D_X)
+                    functional_call(nets["D_X"], _frozen(nets["D_X"]), (out["F(y)"],)), cfg.gan_objective)
+                cyc = losses.cycle_loss(x, out["F(G(x))"], y, out["G(F(y))"], cfg.cycle_distance)  # L_cyc(G, F)
+                g_loss = g_loss + w.gan * f_gan + w.cycle * cyc
+                stats.update(loss_gan_F=float(f_gan.detach()), loss_cycle=float(cyc.detach()))
+            if cfg.uses_q_sim:
+                a_x, a_y = sim["action"], real["action"]
+                six = losses.SixQ(
+                    q_x=_frozen_q(nets["Q_sim"], sim["image"], a_x),
+                    q_x1=_frozen_q(nets["Q_real"], to_q_range(out["G(x)"]), a_x),
+                    q_x2=_frozen_q(nets["Q_sim"], to_q_range(out["F(G(x))"]), a_x),
+                    q_y=_frozen_q(nets["Q_real"], real["image"], a_y),
+                    q_y1=_frozen_q(nets["Q_sim"], to_q_range(out["F(y)"]), a_y),
+                    q_y2=_frozen_q(nets["Q_real"], to_q_range(out["G(F(y))"]), a_y),
+                )
+                scene = losses.rl_scene_loss(six)  # L_RL-scene(G, F)
+                g_loss = g_loss + w.rl_scene * scene
+                stats["loss_rl_scene"] = float(scene.detach())
+                stats.update({k: float(v.detach().float().mean()) for k, v in six.as_dict().items()})
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        stats["loss_generators"] = float(g_loss.detach())
+
+        # ---- discriminators: the other side of L_GAN, on pooled generated images
+        fake_y = self.pools["y"].query(out["G(x)"].detach().float())
+        fake_x = self.pools["x"].query(out["F(y)"].detach().float()) if cfg.uses_f else None
+        with autocast:
+            d_loss = self.discs(y, fake_y, x if cfg.uses_f else None, fake_x)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        stats["loss_discriminators"] = float(d_loss.detach())
+
+        # ---- Q-functions: L_RL(Q) = E d(Q(x, a), r + gamma V(x')) on detached images
+        terms = self._td_terms(sim, real, out)
+        with autocast:
+            q_loss, parts = self.qs(terms, cfg.td_distance)
+        self.opt_q.zero_grad(set_to_none=True)
+        (w.rl * q_loss).backward()
+        self.opt_q.step()
+        polyak_update(self.q_targets, _unwrap(self.qs), cfg.polyak)
+        stats["loss_rl"] = float(q_loss.detach())
+        stats.update({f"loss_rl/{k}": float(v.detach()) for k, v in parts.items()})
+        self.step += 1
+        self._last = {"x": x, "y": y, **{k: v.detach() for k, v in out.items()}}
+        return stats
+
+    def _td_terms(self, sim, real, out) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        cfg, targets = self.cfg, self.q_targets
+
+        def y_of(net: QNetwork, batch, next_images) -> torch.Tensor:
+            return td_targets(batch["reward"], batch["done"], next_images, net, cfg.gamma, cfg.target_cem,
+                              self.generator)
+
+        live = ~sim["done"]
+        # Q_real learns the sim transitions as they would look in reality: G(x), with G(x') for V.
+        g_next = sim["next_image"]
+        if live.any():
+            with torch.no_grad():
+                g_next = to_q_range(_unwrap(self.gens).G(to_gan_range(sim["next_image"])))
+        gx = to_q_range(out["G(x)"].detach().float())
+        terms = [("Q_real", gx, sim["action"], y_of(targets.Q_real, sim, g_next))]
+        if cfg.uses_q_sim:
+            y_sim = y_of(targets.Q_sim, sim, sim["next_image"])
+            terms.append(("Q_sim", sim["image"], sim["action"], y_sim))
+            # the paper's caption: Q_sim also learns on the cycled image F(G(x)) with the sim action
+            terms.append(("Q_sim:cycled", to_q_range(out["F(G(x))"].detach().float()), sim["action"], y_sim))
+        if cfg.real_rl:
+            terms.append(("Q_real:real", real["image"], real["action"], y_of(targets.Q_real, real, real["next_image"])))
+        return terms
+
+    # ------------------------------------------------------------------ loop
+    def image_grid(self, n: int = 4) -> np.ndarray:
+        """x | G(x) | F(G(x)) and y | F(y) | G(F(y)) rows, as one uint8 image."""
+        last = self._last
+        cols_x = [last["x"], last["G(x)"]] + ([last["F(G(x))"]] if "F(G(x))" in last else [])
+        cols_y = [last["y"]] + ([last["F(y)"], last["G(F(y))"]] if "F(y)" in last else [])
+
+        def to_u8(t):
+            return ((t[:n].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+        def rows(cols):
+            imgs = [to_u8(c) for c in cols]
+            return np.concatenate([np.concatenate([im[i] for im in imgs], axis=1) for i in range(len(imgs[0]))], 0)
+
+        left, right = rows(cols_x), rows(cols_y)
+        gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
+        if right.shape[1] < left.shape[1]:
+            right = np.concatenate([right, np.full((right.shape[0], left.shape[1] - right.shape[1], 3), 255,
+                                                   np.uint8)], 1)
+        return np.concatenate([left, gap, right], axis=1)
+
+    def fit(self, progress: bool = True, writer: Any = None) -> list[dict[str, float]]:
+        from PIL import Image
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        main = self.dist.is_main
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.method}", unit="step",
+                   disable=not (progress and main), dynamic_ncols=True)
+        window: list[dict[str, float]] = []
+        t0 = time.perf_counter()
+        try:
+            while self.step < cfg.steps:
+                window.append(self.train_step())
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    mean = {k: float(np.mean([s[k] for s in window])) for k in window[0]}
+                    mean["steps_per_s"] = len(window) / (time.perf_counter() - t0)
+                    mean["step"] = self.step
+                    self.history.append(mean)
+                    bar.set_postfix(G=f"{mean['loss_generators']:.3f}", D=f"{mean['loss_discriminators']:.3f}",
+                                    RL=f"{mean['loss_rl']:.3f}")
+                    if writer is not None and main:
+                        for k, v in mean.items():
+                            if k != "step":
+                                group = "q" if k.startswith("q") else "loss" if k.startswith("loss") else "speed"
+                                writer.add_scalar(f"{group}/{k}", v, self.step)
+                    window, t0 = [], time.perf_counter()
+                if main and (self.step % cfg.grid_every == 0 or self.step == cfg.steps):
+                    grids = self.out / "images"
+                    grids.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(self.image_grid()).save(grids / f"step-{self.step:07d}.png")
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save()
+        finally:
+            bar.close()
+        self.save()
+        self.dist.barrier()
+        return self.history
+
+
+def config_from_dict(data: dict) -> GanTrainConfig:
+    return from_dict(GanTrainConfig, data, "train config")
+
+
+def with_method(cfg: GanTrainConfig, method: str) -> GanTrainConfig:
+    return replace(cfg, method=method)
+
+
+def load_generator(run: str | Path, name: str = "G") -> ResnetGenerator:
+    """A trained generator (G: sim -> real, or F) from a run directory's checkpoint."""
+    cfg, weights, _ = load_checkpoint(Path(run) / "checkpoint", kind=CHECKPOINT_KIND)
+    gen_cfg = from_dict(GeneratorConfig, cfg["train"]["generator"], "generator config")
+    net = ResnetGenerator(gen_cfg)
+    net.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
+    return net.eval()

@@ -1,0 +1,90 @@
+"""CycleGAN's networks (Zhu et al. 2017), sized for small images: a ResNet generator and a PatchGAN
+discriminator. Images are float tensors (B, 3, H, W) in [-1, 1]."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    width: int = 16  # channels of the first layer (CycleGAN: 64)
+    blocks: int = 4  # residual blocks at 1/4 resolution (CycleGAN: 6 for 128 px, 9 for 256 px)
+    downsamplings: int = 2
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    width: int = 32  # CycleGAN: 64
+    layers: int = 2  # stride-2 layers; 2 gives 34x34 patches at any resolution (CycleGAN: 3, 70x70)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            nn.InstanceNorm2d(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """c7s1-w, d2w, d4w, R4w x blocks, u2w, uw, c7s1-3 (CycleGAN's notation), tanh output."""
+
+    def __init__(self, cfg: GeneratorConfig = GeneratorConfig()):
+        super().__init__()
+        w = cfg.width
+        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(3, w, 7), nn.InstanceNorm2d(w), nn.ReLU(True)]
+        ch = w
+        for _ in range(cfg.downsamplings):
+            layers += [nn.Conv2d(ch, ch * 2, 3, 2, 1), nn.InstanceNorm2d(ch * 2), nn.ReLU(True)]
+            ch *= 2
+        layers += [ResidualBlock(ch) for _ in range(cfg.blocks)]
+        for _ in range(cfg.downsamplings):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(ch // 2),
+                       nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """PatchGAN: a map of real/fake logits, one per overlapping image patch."""
+
+    def __init__(self, cfg: DiscriminatorConfig = DiscriminatorConfig()):
+        super().__init__()
+        w = cfg.width
+        layers: list[nn.Module] = [nn.Conv2d(3, w, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        ch = w
+        for _ in range(cfg.layers - 1):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1), nn.InstanceNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        layers += [nn.Conv2d(ch, ch * 2, 4, 1, 1), nn.InstanceNorm2d(ch * 2), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(ch * 2, 1, 4, 1, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """CycleGAN's initialisation: N(0, 0.02) conv weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,220 @@
+"""Q-network, CEM, TD targets, checkpoints, resume, and a training run that must learn."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
+from rlcg.rl.cem import CEMConfig, cem_maximize
+from rlcg.rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlcg.rl.policy import LearnedPolicy, load_policy, save_policy
+from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources, td_loss, td_targets
+from rlcg.sim.config import WorkspaceBounds
+
+BOUNDS = WorkspaceBounds()
+
+
+# ---------------------------------------------------------------------- CEM
+def test_cem_finds_the_maximum_of_a_known_function():
+    peak = torch.tensor([0.66, -0.05, 1.45])  # yaw near the +pi/2 end: the search must wrap around
+
+    def score(actions):
+        yaw_err = torch.remainder(actions[..., 2] - peak[2] + math.pi / 2, math.pi) - math.pi / 2
+        return -((actions[..., 0] - peak[0]) ** 2 + (actions[..., 1] - peak[1]) ** 2) * 100 - yaw_err**2
+
+    best, value = cem_maximize(score, 3, BOUNDS, CEMConfig(iterations=5, population=128, elites=8),
+                               torch.Generator().manual_seed(0))
+    assert best.shape == (3, 4)
+    assert torch.allclose(best[:, :2], peak[:2].expand(3, 2), atol=0.01)
+    yaw_err = torch.remainder(best[:, 2] - peak[2] + math.pi / 2, math.pi) - math.pi / 2
+    assert yaw_err.abs().max() < 0.1
+    assert torch.all(value <= 0) and torch.all(value > -0.02)
+
+
+def test_cem_samples_stay_inside_the_workspace():
+    seen = []
+
+    def score(actions):
+        seen.append(actions.clone())
+        return actions[..., 0] * 10 + actions[..., 1] * 10  # pushes towards the high corner
+
+    cem_maximize(score, 4, BOUNDS, CEMConfig(iterations=4, population=64, elites=6), torch.Generator().manual_seed(1),
+                 use_z=True)
+    allsamples = torch.cat([s.reshape(-1, 4) for s in seen])
+    low, high = torch.tensor(BOUNDS.low, dtype=torch.float32), torch.tensor(BOUNDS.high, dtype=torch.float32)
+    assert torch.all(allsamples >= low - 1e-6) and torch.all(allsamples <= high + 1e-6)
+
+
+def test_cem_config_is_validated():
+    with pytest.raises(ValueError, match="elites"):
+        CEMConfig(population=4, elites=6).validate()
+
+
+# ---------------------------------------------------------------------- network
+def test_encode_once_head_matches_full_forward():
+    torch.manual_seed(0)
+    net = QNetwork(QNetConfig()).eval()
+    images = as_image_tensor(np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8))
+    actions = torch.rand(2, 5, 4) * 0.1 + torch.tensor([0.55, -0.05, 0.0, 0.0])
+    with torch.no_grad():
+        fast = net.head(net.encode(images), actions)
+        slow = torch.stack([net(images, actions[:, k]) for k in range(5)], dim=1)
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_network_sizes(size):
+    net = QNetwork(QNetConfig(image_size=size))
+    out = net(as_image_tensor(np.zeros((3, size, size, 3), np.uint8)), torch.zeros(3, 4))
+    assert out.shape == (3,)
+
+
+# ---------------------------------------------------------------------- TD targets
+class ConstantQ(QNetwork):
+    """A Q-network whose every logit is ``value`` (for hand-checked targets)."""
+
+    def __init__(self, value: float):
+        super().__init__(QNetConfig(image_size=32))
+        self.value = value
+
+    def encode(self, images):
+        return torch.zeros(images.shape[0], 1, 1, 1)
+
+    def head(self, features, actions):
+        return torch.full(actions.shape[:2], self.value)
+
+    def forward(self, images, actions):
+        return torch.full((images.shape[0],), self.value)
+
+
+def test_td_targets_on_a_hand_made_batch():
+    reward = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    done = torch.tensor([True, True, False, False])
+    nxt = torch.zeros(4, 3, 32, 32)
+    gen = torch.Generator().manual_seed(0)
+    y = td_targets(reward, done, nxt, ConstantQ(0.0), 0.9, CEMConfig(), gen)
+    # terminal: y = r; live: y = r + gamma * sigmoid(0) = r + 0.45, clamped to 1
+    assert torch.allclose(y, torch.tensor([1.0, 0.0, 0.45, 1.0]))
+    y2 = td_targets(reward, done, nxt, ConstantQ(2.0), 0.9, CEMConfig(), gen, lagged=ConstantQ(-1.0))
+    assert torch.allclose(y2[2], torch.tensor(0.9 / (1 + math.e)))  # clipped double Q takes the smaller
+
+
+def test_td_losses():
+    logits = torch.tensor([0.0, 10.0])
+    y = torch.tensor([0.5, 1.0])
+    assert td_loss(logits, y, "mse") == pytest.approx(0.0, abs=1e-6)
+    assert td_loss(logits, y, "bce") > 0.3  # cross-entropy of p=0.5 against 0.5 is log 2 / 2
+    with pytest.raises(ValueError):
+        td_loss(logits, y, "huber")
+
+
+# ---------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(1)
+    net = QNetwork(QNetConfig())
+    save_policy(tmp_path / "ckpt", net, CEMConfig(iterations=3, population=32, elites=4))
+    policy = load_policy(tmp_path / "ckpt")
+    assert policy.cem == CEMConfig(iterations=3, population=32, elites=4)
+    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    acts = np.array([[0.6, 0.0, 0.1, 0.0], [0.5, 0.1, -1.0, 0.0]])
+    with torch.no_grad():
+        expected = torch.sigmoid(net.eval()(as_image_tensor(img).expand(2, -1, -1, -1),
+                                            torch.tensor(acts, dtype=torch.float32)))
+    assert np.allclose(policy.q_values(img, acts), expected.numpy(), atol=1e-6)
+    # saving again replaces the weights atomically and leaves one weights file
+    save_policy(tmp_path / "ckpt", net, CEMConfig())
+    assert len(list((tmp_path / "ckpt").glob("*.safetensors"))) == 1
+
+
+def test_pickles_and_broken_checkpoints_are_refused(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="never unpickles"):
+        load_policy(tmp_path / "model.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_policy(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="no config.json"):
+        load_policy(tmp_path / "empty")
+    ckpt = save_checkpoint(tmp_path / "c", "q-policy", {"qnet": {}}, {"w": torch.zeros(1)})
+    weights = next(ckpt.glob("*.safetensors"))
+    weights.write_bytes(b"\x80\x04not a safetensors file")  # e.g. a pickle renamed
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_checkpoint(ckpt)
+    other = save_checkpoint(tmp_path / "g", "rl-cyclegan", {}, {"w": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match="expected 'q-policy'"):
+        load_policy(other)
+
+
+# ---------------------------------------------------------------------- training
+class SideOfTheSquare:
+    """Images with a bright square in the left or right half; a grasp succeeds iff its y lies on
+    the square's side. Trivially learnable from the image, impossible without it."""
+
+    def __init__(self, n: int = 512, size: int = 32, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.side = rng.integers(0, 2, n)
+        self.images = np.zeros((n, size, size, 3), np.uint8)
+        for i, s in enumerate(self.side):
+            c = rng.integers(2, size // 2 - 8) + s * size // 2
+            r = rng.integers(2, size - 8)
+            self.images[i, r : r + 6, c : c + 6] = 255
+
+    def __len__(self) -> int:
+        return len(self.side)
+
+    def sample(self, b: int, rng: np.random.Generator):
+        idx = rng.integers(0, len(self), b)
+        action = np.column_stack([rng.uniform(*BOUNDS.x, b), rng.uniform(*BOUNDS.y, b), rng.uniform(*BOUNDS.yaw, b),
+                                  np.zeros(b)]).astype(np.float32)
+        # a fixed rule tying the square's side to the sign of the grasp's y
+        reward = ((action[:, 1] < 0) == (self.side[idx] == 1)).astype(np.float32)
+        return SimpleNamespace(image=self.images[idx], next_image=self.images[idx], action=action, reward=reward,
+                               done=np.ones(b, bool))
+
+
+def _trainer(tmp_path, steps, resume=False, seed=0):
+    cfg = QTrainConfig(steps=steps, batch_size=32, lr=5e-4, seed=seed, log_every=10, checkpoint_every=10_000)
+    return QTOptTrainer(cfg, QNetConfig(image_size=32, channels=(16, 32)), WeightedSources([(SideOfTheSquare(), 1)]),
+                        tmp_path / "run", resume=resume)
+
+
+def test_training_learns_a_learnable_task(tmp_path):
+    torch.set_num_threads(2)
+    trainer = _trainer(tmp_path, 300)
+    history = trainer.fit(progress=False)
+    first, last = history[0], history[-1]
+    assert last["loss"] < 0.5 * first["loss"]
+    assert last["accuracy"] > 0.9 and first["accuracy"] < 0.75
+
+
+def test_resume_continues_a_killed_run(tmp_path):
+    straight = _trainer(tmp_path / "a", 40)
+    straight.fit(progress=False)
+    part = _trainer(tmp_path / "b", 20)
+    part.fit(progress=False)  # saved at step 20: as if killed right after
+    resumed = _trainer(tmp_path / "b", 40, resume=True)
+    assert resumed.step == 20
+    resumed.fit(progress=False)
+    for p, q in zip(straight.qnet.parameters(), resumed.qnet.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_learned_policy_decisions_are_deterministic_per_seed():
+    from rlcg.policies import Observation
+
+    torch.manual_seed(3)
+    policy = LearnedPolicy(QNetwork(QNetConfig()))
+    img = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    a = policy.act(Observation(img, BOUNDS, np.random.default_rng(5)))
+    b = policy.act(Observation(img, BOUNDS, np.random.default_rng(5)))
+    assert np.array_equal(a.action, b.action) and a.q_value == b.q_value
+    assert np.all(a.action >= BOUNDS.low) and np.all(a.action <= BOUNDS.high)
+    with pytest.raises(ValueError, match="64x64"):
+        policy.act(Observation(np.zeros((32, 32, 3), np.uint8), BOUNDS, np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="uint8"):
+        policy.act(Observation(np.zeros((64, 64, 3), np.float32), BOUNDS, np.random.default_rng(0)))

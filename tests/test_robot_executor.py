@@ -1,0 +1,202 @@
+"""moveit_executor_node logic (rlcg.robot.executor) without MoveIt: goal checks before any motion,
+stages, success from the gripper opening, cancel and failures. The backend here is a recording
+stand-in for MoveItPy + GripperCommand (which cannot run without ROS); it only logs the calls the
+executor makes and simulates a gripper closing on an object of a given width."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rlcg.configio import ConfigError
+from rlcg.robot import messages
+from rlcg.robot.executor import (
+    Canceled,
+    ExecutorSettings,
+    GoalRejected,
+    GraspExecutor,
+    GraspGoal,
+    MotionError,
+    plan_grasp,
+)
+from rlcg.robot.params import read_node_params, settings_from_params
+
+
+class RecordingBackend:
+    def __init__(self, object_width: float | None = 0.03, fail_at: str | None = None, cancel_at: str | None = None):
+        self.calls: list[tuple] = []
+        self.object_width = object_width
+        self.fail_at = fail_at
+        self.cancel_at = cancel_at
+        self.opening = math.nan
+        self.stopped = False
+
+    def plan_to_pose(self, wp, settings):
+        self.calls.append(("plan", wp.stage, tuple(np.round(wp.position, 4))))
+
+    def move_to_pose(self, wp, settings):
+        if wp.stage == self.fail_at:
+            raise MotionError("no plan")
+        if wp.stage == self.cancel_at:
+            raise Canceled("canceled")
+        self.calls.append(("move", wp.stage, tuple(np.round(wp.position, 4)), wp.cartesian))
+
+    def move_to_joints(self, joints, settings):
+        self.calls.append(("joints", tuple(joints)))
+
+    def set_gripper(self, width, settings):
+        if width < settings.gripper_open_width and self.object_width is not None:
+            self.opening = max(width, self.object_width)
+        else:
+            self.opening = width
+        self.calls.append(("gripper", width))
+        return self.opening
+
+    def gripper_opening(self):
+        return self.opening
+
+    def stop(self):
+        self.stopped = True
+
+    @property
+    def moved(self) -> bool:
+        return any(c[0] in ("move", "joints", "gripper") for c in self.calls)
+
+
+def goal(x=0.6, y=0.0, yaw=0.3, z_offset=0.0, frame="lbr_link_0", dry_run=False):
+    cls = messages.msg_class("rlcg_interfaces/action/ExecuteGrasp_Goal")
+    pose = messages.action_pose_msg([0.0, 0.0, yaw, 0.0], frame, 5)
+    pose.pose.position.x, pose.pose.position.y = x, y  # may be NaN: the executor must catch it
+    return cls(grasp=pose, z_offset=z_offset, episode_id="ep", dry_run=dry_run)
+
+
+SETTINGS = ExecutorSettings()
+
+
+def test_defaults_are_conservative_for_the_real_robot():
+    assert SETTINGS.velocity_scaling == 0.1 and SETTINGS.acceleration_scaling == 0.1
+    shipped = settings_from_params(
+        ExecutorSettings, read_node_params("config/moveit_executor_node.yaml", "moveit_executor_node")
+    )
+    assert shipped.velocity_scaling == 0.1 and shipped.acceleration_scaling == 0.1
+
+
+def test_successful_grasp_runs_all_stages_in_order():
+    b = RecordingBackend(object_width=0.03)
+    stages = []
+    result = GraspExecutor(b, SETTINGS).execute(goal(), stages.append)
+    assert result.success and not result.canceled and result.lifted_height == SETTINGS.lift_height
+    assert stages == ["validate", "approach", "descend", "close", "lift", "check", "home", "done"]
+    moves = [c for c in b.calls if c[0] == "move"]
+    assert [m[1] for m in moves] == ["approach", "descend", "lift"]
+    assert [m[3] for m in moves] == [False, True, True]  # descent and lift are Cartesian
+    z_grasp = SETTINGS.grasp_z
+    assert moves[0][2][2] == pytest.approx(z_grasp + SETTINGS.approach_height)
+    assert moves[1][2][2] == pytest.approx(z_grasp)
+    assert moves[2][2][2] == pytest.approx(z_grasp + SETTINGS.lift_height)
+    assert b.calls[-1][0] == "joints"  # home last
+
+
+def test_pose_z_is_ignored_and_z_offset_applies():
+    g = goal(z_offset=0.05)
+    g.grasp.pose.position.z = 3.0  # far outside the box: must not matter
+    plan = plan_grasp(GraspGoal.from_msg(g), SETTINGS)
+    assert plan.grasp.position[2] == pytest.approx(SETTINGS.grasp_z + 0.05)
+
+
+def test_tcp_points_down_with_the_goal_yaw():
+    plan = plan_grasp(GraspGoal.from_msg(goal(yaw=0.4)), SETTINGS)
+    m = messages.matrix_from_quat(plan.grasp.quaternion)
+    np.testing.assert_allclose(m[:, 2], [0, 0, -1], atol=1e-9)
+    assert math.atan2(m[1, 0], m[0, 0]) == pytest.approx(0.4)
+
+
+def test_empty_gripper_is_a_failed_grasp():
+    result = GraspExecutor(RecordingBackend(object_width=None), SETTINGS).execute(goal())
+    assert not result.success and result.lifted_height == 0.0 and "nothing held" in result.message
+    assert not result.aborted  # a real attempt: the policy records it
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"x": 0.95}, "outside the workspace box"),
+        ({"y": -0.5}, "outside the workspace box"),
+        ({"z_offset": 0.5}, "z_offset"),
+        ({"frame": "world"}, "frame"),
+        ({"x": float("nan")}, "non-finite"),
+        ({"z_offset": float("inf")}, "finite"),
+    ],
+)
+def test_bad_goals_are_rejected_before_any_motion(kwargs, match):
+    b = RecordingBackend()
+    executor = GraspExecutor(b, SETTINGS)
+    with pytest.raises(GoalRejected, match=match):
+        executor.check(goal(**kwargs))
+    result = executor.execute(goal(**kwargs))
+    assert result.rejected and not result.success and match.split()[0] in result.message
+    assert b.calls == [] and not b.moved
+
+
+def test_lift_waypoint_outside_the_box_rejects_the_goal():
+    low_ceiling = ExecutorSettings(box_z=[0.01, 0.2])  # pre-grasp (0.19) fits, lift (0.24) does not
+    with pytest.raises(GoalRejected, match="lift waypoint z"):
+        plan_grasp(GraspGoal.from_msg(goal()), low_ceiling)
+
+
+def test_tilted_goal_is_rejected():
+    g = goal()
+    g.grasp.pose.orientation.x, g.grasp.pose.orientation.w = math.sin(0.3), math.cos(0.3)
+    with pytest.raises(GoalRejected, match="tilts"):
+        GraspExecutor(RecordingBackend(), SETTINGS).check(g)
+
+
+def test_dry_run_plans_but_never_moves():
+    b = RecordingBackend()
+    result = GraspExecutor(b, SETTINGS).execute(goal(dry_run=True))
+    assert result.success and result.message.startswith("dry run")
+    assert [c[0] for c in b.calls] == ["plan"] and not b.moved
+
+
+def test_cancel_between_stages_stops_and_reports():
+    b = RecordingBackend()
+    asked = iter([False, False, True])  # cancel requested before the third motion stage
+    result = GraspExecutor(b, SETTINGS).execute(goal(), cancel_requested=lambda: next(asked, True))
+    assert result.canceled and not result.success and b.stopped
+    assert [c[1] for c in b.calls if c[0] == "move"] == ["approach"]
+
+
+def test_cancel_during_a_motion():
+    b = RecordingBackend(cancel_at="descend")
+    result = GraspExecutor(b, SETTINGS).execute(goal())
+    assert result.canceled and result.stage == "descend" and b.stopped
+
+
+def test_planning_failure_aborts_without_further_motion():
+    b = RecordingBackend(fail_at="descend")
+    result = GraspExecutor(b, SETTINGS).execute(goal())
+    assert result.aborted and not result.success and "descend failed" in result.message and b.stopped
+    assert [c[1] for c in b.calls if c[0] == "move"] == ["approach"]
+
+
+def test_busy_executor_refuses_a_second_goal():
+    ex = GraspExecutor(RecordingBackend(), SETTINGS)
+    ex.busy = True
+    assert ex.execute(goal()).rejected
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"velocity_scaling": 0.0}, "velocity_scaling"),
+        ({"velocity_scaling": 1.5}, "velocity_scaling"),
+        ({"acceleration_scaling": -0.1}, "acceleration_scaling"),
+        ({"box_x": [0.8, 0.4]}, "box_x"),
+        ({"home_joints": [0.0, 1.0]}, "home_joints"),
+    ],
+)
+def test_bad_settings_are_config_errors(params, match):
+    with pytest.raises(ConfigError, match=match):
+        settings_from_params(ExecutorSettings, params)

@@ -1,0 +1,220 @@
+"""The ROS graph of `sim.launch.py simulator:=pybullet record:=true`, run in one process without rclpy:
+pybullet_sim_node, policy_node and recorder_node logic exchange the same CDR bytes the nodes put on
+the wire. The bags are read back with rlcg's own episode decoder, as training reads them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from rlcg.data import topics
+from rlcg.data.bags import Problems, find_bags
+from rlcg.data.decode import EpisodeStream
+from rlcg.robot import messages
+from rlcg.robot.policy_runner import PolicyNodeSettings, PolicyRunner
+from rlcg.robot.recorder_core import RecorderCore, RecorderNodeSettings
+from rlcg.robot.sim_node import PyBulletSimCore, SimNodeSettings
+
+MS = 1_000_000
+GOAL = "rlcg_interfaces/action/ExecuteGrasp_Goal"
+
+
+def read_episodes(bag_dir):
+    problems = Problems()
+    episodes = [ep for bag in find_bags(bag_dir) for ep in EpisodeStream(bag, problems)]
+    return episodes, problems
+
+
+def run_graph(tmp_path, episodes: int, seed: int = 3):
+    sim = PyBulletSimCore.create(SimNodeSettings(seed=seed, attempts_per_scene=2))
+    sim.start()
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random", domain="sim", seed=seed))
+    recorder = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "bags"), max_episodes_per_bag=2))
+    t = 1_700_000_000_000 * MS
+    decisions, results, stages = [], [], []
+
+    def deliver(outgoing):
+        for m in outgoing:
+            recorder.on_message(m.topic, m.cdr, t)
+
+    try:
+        for _ in range(episodes):
+            t += 100 * MS
+            image, info = sim.camera_cdr(t)
+            dynamic, _static = sim.tf_cdr(t)
+            recorder.on_message(topics.TF, dynamic, t)
+            runner.on_camera_info_cdr(info)
+            runner.on_image_cdr(image)
+            decision = runner.decide(t + 20 * MS)
+            goal = messages.deserialize(runner.goal_cdr(decision), GOAL)  # what the action server receives
+            deliver(runner.start_episode(decision))
+            report = sim.execute(goal, stages.append)
+            assert not report.result.rejected, report.result.message
+            t += 2000 * MS
+            runner.on_result(report.result, t)
+            t += 100 * MS
+            image_after, _ = sim.camera_cdr(t)
+            runner.on_image_cdr(image_after)
+            deliver(runner.finish_if_ready(t))
+            decisions.append(decision)
+            results.append(report)
+    finally:
+        recorder.close()
+        sim.close()
+    return decisions, results, recorder, stages
+
+
+def test_pybullet_graph_grasps_and_records_decodable_episodes(tmp_path):
+    decisions, results, recorder, stages = run_graph(tmp_path, episodes=3)
+    assert recorder.stats.episodes_written == 3 and recorder.stats.episodes_dropped == 0
+    assert "approach" in stages and "done" in stages
+    bags = find_bags(tmp_path / "bags")
+    assert len(bags) == 2  # max_episodes_per_bag=2: a second bag for the third episode
+    episodes, problems = read_episodes(tmp_path / "bags")
+    assert len(problems) == 0, problems.summary()
+    assert [e.episode_id for e in episodes] == [d.episode_id for d in decisions]
+    for ep, d, r in zip(episodes, decisions, results):
+        assert ep.num_steps == 1 and ep.domain == "sim" and ep.policy == "random"
+        np.testing.assert_allclose(ep.actions[0], d.action)
+        assert bool(ep.successes[0]) == r.result.success
+        assert ep.images.shape == (1, 64, 64, 3)
+        np.testing.assert_array_equal(ep.images[0], d.image.rgb)
+        assert ep.stamps[0] == d.image.stamp_ns
+        assert ep.base_pose is not None  # world -> base from the sim node's /tf
+
+
+def test_sim_rejects_out_of_bounds_goal_without_simulating():
+    sim = PyBulletSimCore.create(SimNodeSettings(seed=1))
+    try:
+        sim.start()
+        before = sim.world.scene.objects[0].position
+        cls = messages.msg_class(GOAL)
+        goal = cls(
+            grasp=messages.action_pose_msg([1.5, 0.0, 0.0, 0.0], "lbr_link_0", 1),
+            z_offset=0.0,
+            episode_id="x",
+            dry_run=False,
+        )
+        report = sim.execute(goal)
+        assert report.result.rejected and "outside the workspace" in report.result.message
+        assert sim.attempts == 0 and sim.world.scene.objects[0].position == before
+        goal.grasp.pose.position.x = 0.6
+        goal.grasp.header.frame_id = "world"
+        assert "frame" in sim.execute(goal).result.message
+    finally:
+        sim.close()
+
+
+def test_sim_tf_matches_the_simulated_camera():
+    """base -> camera on /tf_static is where PyBullet renders from, relative to the base pose that
+    grasp actions are expressed in (world -> base on /tf)."""
+    from rlcg.sim.geometry import rot_z
+
+    sim = PyBulletSimCore.create(SimNodeSettings(seed=2))
+    try:
+        sim.start()
+        dynamic, static = sim.tf_messages(5)
+        (wb,) = dynamic.transforms
+        (bc,) = static.transforms
+        base = sim.world.scene.base_pose
+        assert (wb.header.frame_id, wb.child_frame_id, bc.child_frame_id) == (
+            "world",
+            "lbr_link_0",
+            "camera_optical_frame",
+        )
+        assert (wb.transform.translation.x, wb.transform.translation.y) == pytest.approx((base.x, base.y))
+        cam_pos, _ = sim.world.camera_pose()
+        rel = rot_z(base.yaw).T @ (cam_pos - np.array([base.x, base.y, 0.0]))
+        t = bc.transform.translation
+        np.testing.assert_allclose([t.x, t.y, t.z], rel, atol=1e-9)
+        _, info_cdr = sim.camera_cdr(5)
+        info = messages.deserialize(info_cdr, "sensor_msgs/msg/CameraInfo")
+        assert (info.width, info.height, info.header.frame_id) == (64, 64, "camera_optical_frame")
+    finally:
+        sim.close()
+
+
+def test_recorder_drops_unfinished_and_foreign_episodes(tmp_path):
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b")))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    t = 10**18
+    runner.on_image(messages.image_msg(rgb, t, "camera_optical_frame"))
+    first = runner.start_episode(runner.decide(t + 1))
+    for m in first:
+        rec.on_message(m.topic, m.cdr, t)
+    runner.abandon("aborted", t)
+    runner.on_image(messages.image_msg(rgb + 1, t + 10, "camera_optical_frame"))
+    second = runner.start_episode(runner.decide(t + 11))
+    for m in second:
+        note = rec.on_message(m.topic, m.cdr, t + 10)
+    runner.on_result(type("R", (), {"success": True, "lifted_height": 0.1, "message": ""})(), t + 20)
+    runner.on_image(messages.image_msg(rgb + 2, t + 30, "camera_optical_frame"))
+    for m in runner.finish_if_ready(t + 30):
+        note = rec.on_message(m.topic, m.cdr, t + 30)
+    assert note.startswith("recorded episode")
+    stray = messages.serialize(messages.image_msg(rgb, t + 40, "cam"))
+    assert rec.on_message(topics.NEXT_IMAGE, stray, t + 40) is None and rec.stats.messages_ignored == 1
+    rec.close()
+    assert rec.stats.episodes_written == 1 and rec.stats.episodes_dropped == 1
+    episodes, problems = read_episodes(tmp_path / "b")
+    assert [e.episode_id for e in episodes] == [runner.pending.episode_id if runner.pending else episodes[0].episode_id]
+    assert len(problems) == 0
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    import numpy as np
+    from rlcg.robot import messages
+    from rlcg.robot.policy_runner import PolicyNodeSettings, PolicyRunner
+    from rlcg.robot.recorder_core import RecorderCore, RecorderNodeSettings
+
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=sys.argv[1]))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    t = 10**18
+    for k in range(3):
+        t += 10**9
+        runner.on_image(messages.image_msg(np.full((64, 64, 3), k, np.uint8), t, "camera_optical_frame"))
+        out = runner.start_episode(runner.decide(t + 1))
+        if k == 2:  # the third episode is in progress when the process dies
+            for m in out:
+                rec.on_message(m.topic, m.cdr, t)
+            os._exit(9)
+        runner.on_result(type("R", (), {"success": k == 0, "lifted_height": 0.1, "message": ""})(), t + 5)
+        runner.on_image(messages.image_msg(np.full((64, 64, 3), 100 + k, np.uint8), t + 9, "camera_optical_frame"))
+        out += runner.finish_if_ready(t + 9)
+        for m in out:
+            rec.on_message(m.topic, m.cdr, t)
+    """
+)
+
+
+def test_a_crash_loses_no_completed_episode(tmp_path):
+    bag_dir = tmp_path / "crash"
+    proc = subprocess.run([sys.executable, "-c", CRASH_SCRIPT, str(bag_dir)], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    episodes, problems = read_episodes(bag_dir)
+    assert len(episodes) == 2
+    assert [bool(e.successes[0]) for e in episodes] == [True, False]
+
+
+@pytest.mark.parametrize("storage", ["sqlite3"])
+def test_recorder_other_storage(tmp_path, storage):
+    _, _, recorder, _ = run_graph(tmp_path, episodes=1) if storage == "mcap" else (None, None, None, None)
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / storage), storage=storage))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    t = 10**18
+    runner.on_image(messages.image_msg(np.zeros((64, 64, 3), np.uint8), t, "camera_optical_frame"))
+    out = runner.start_episode(runner.decide(t + 1))
+    runner.on_result(type("R", (), {"success": True, "lifted_height": 0.1, "message": ""})(), t + 5)
+    runner.on_image(messages.image_msg(np.ones((64, 64, 3), np.uint8), t + 9, "camera_optical_frame"))
+    for m in out + runner.finish_if_ready(t + 9):
+        rec.on_message(m.topic, m.cdr, t)
+    rec.close()
+    episodes, problems = read_episodes(tmp_path / storage)
+    assert len(episodes) == 1 and len(problems) == 0
