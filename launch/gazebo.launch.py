@@ -6,14 +6,13 @@ spawned in front of the centre bin; the camera is part of the world. The ros_gz_
 /clock and the camera into ROS.
 """
 
+from launch import LaunchDescription
 from launch.actions import AppendEnvironmentVariable, DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import Command, FindExecutable, LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 ARGS = [
     ("robot_model", "iiwa14", "LBR model: iiwa7 or iiwa14"),

@@ -9,11 +9,10 @@ else is declared.
 import os
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-
-from launch import LaunchContext, LaunchDescription
 
 ARGS = [
     ("robot_model", "iiwa14", "LBR model: iiwa7 or iiwa14"),

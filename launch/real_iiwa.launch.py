@@ -11,6 +11,7 @@ scaling 0.1 unless told otherwise), the policy and the recorder. The camera driv
 driver (a control_msgs/GripperCommand action) are the user's: start them alongside.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, RegisterEventHandler
 from launch.event_handlers import OnProcessStart
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -19,8 +20,6 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 from lbr_bringup.ros2_control import LBRROS2ControlMixin
-
-from launch import LaunchDescription
 
 ARGS = [
     ("robot_model", "iiwa14", "LBR model: iiwa7 or iiwa14"),

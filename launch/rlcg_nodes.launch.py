@@ -4,14 +4,13 @@ Included by sim.launch.py and real_iiwa.launch.py; the ExecuteGrasp server (pybu
 moveit_executor_node) comes from the including file.
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 ARGS = [
     ("model", "default", "policy checkpoint directory, 'default' (packaged model) or 'random'"),

@@ -7,14 +7,13 @@ simulator:=gazebo    gz sim Harmonic world (rlcg_description), the LBR with ros2
                      and moveit_executor_node on MoveItPy
 """
 
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo
 from launch.conditions import IfCondition, LaunchConfigurationEquals
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
-
-from launch import LaunchDescription
 
 SIM_IMAGE = "/rlcg/sim/camera/image_raw"
 SIM_CAMERA_INFO = "/rlcg/sim/camera/camera_info"

@@ -27,8 +27,9 @@ def test_cem_finds_the_maximum_of_a_known_function():
         yaw_err = torch.remainder(actions[..., 2] - peak[2] + math.pi / 2, math.pi) - math.pi / 2
         return -((actions[..., 0] - peak[0]) ** 2 + (actions[..., 1] - peak[1]) ** 2) * 100 - yaw_err**2
 
-    best, value = cem_maximize(score, 3, BOUNDS, CEMConfig(iterations=5, population=128, elites=8),
-                               torch.Generator().manual_seed(0))
+    best, value = cem_maximize(
+        score, 3, BOUNDS, CEMConfig(iterations=5, population=128, elites=8), torch.Generator().manual_seed(0)
+    )
     assert best.shape == (3, 4)
     assert torch.allclose(best[:, :2], peak[:2].expand(3, 2), atol=0.01)
     yaw_err = torch.remainder(best[:, 2] - peak[2] + math.pi / 2, math.pi) - math.pi / 2
@@ -43,8 +44,9 @@ def test_cem_samples_stay_inside_the_workspace():
         seen.append(actions.clone())
         return actions[..., 0] * 10 + actions[..., 1] * 10  # pushes towards the high corner
 
-    cem_maximize(score, 4, BOUNDS, CEMConfig(iterations=4, population=64, elites=6), torch.Generator().manual_seed(1),
-                 use_z=True)
+    cem_maximize(
+        score, 4, BOUNDS, CEMConfig(iterations=4, population=64, elites=6), torch.Generator().manual_seed(1), use_z=True
+    )
     allsamples = torch.cat([s.reshape(-1, 4) for s in seen])
     low, high = torch.tensor(BOUNDS.low, dtype=torch.float32), torch.tensor(BOUNDS.high, dtype=torch.float32)
     assert torch.all(allsamples >= low - 1e-6) and torch.all(allsamples <= high + 1e-6)
@@ -123,8 +125,9 @@ def test_checkpoint_round_trip(tmp_path):
     img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     acts = np.array([[0.6, 0.0, 0.1, 0.0], [0.5, 0.1, -1.0, 0.0]])
     with torch.no_grad():
-        expected = torch.sigmoid(net.eval()(as_image_tensor(img).expand(2, -1, -1, -1),
-                                            torch.tensor(acts, dtype=torch.float32)))
+        expected = torch.sigmoid(
+            net.eval()(as_image_tensor(img).expand(2, -1, -1, -1), torch.tensor(acts, dtype=torch.float32))
+        )
     assert np.allclose(policy.q_values(img, acts), expected.numpy(), atol=1e-6)
     # saving again replaces the weights atomically and leaves one weights file
     save_policy(tmp_path / "ckpt", net, CEMConfig())
@@ -169,18 +172,21 @@ class SideOfTheSquare:
 
     def sample(self, b: int, rng: np.random.Generator):
         idx = rng.integers(0, len(self), b)
-        action = np.column_stack([rng.uniform(*BOUNDS.x, b), rng.uniform(*BOUNDS.y, b), rng.uniform(*BOUNDS.yaw, b),
-                                  np.zeros(b)]).astype(np.float32)
+        action = np.column_stack(
+            [rng.uniform(*BOUNDS.x, b), rng.uniform(*BOUNDS.y, b), rng.uniform(*BOUNDS.yaw, b), np.zeros(b)]
+        ).astype(np.float32)
         # a fixed rule tying the square's side to the sign of the grasp's y
         reward = ((action[:, 1] < 0) == (self.side[idx] == 1)).astype(np.float32)
-        return SimpleNamespace(image=self.images[idx], next_image=self.images[idx], action=action, reward=reward,
-                               done=np.ones(b, bool))
+        return SimpleNamespace(
+            image=self.images[idx], next_image=self.images[idx], action=action, reward=reward, done=np.ones(b, bool)
+        )
 
 
 def _trainer(tmp_path, steps, resume=False, seed=0):
     cfg = QTrainConfig(steps=steps, batch_size=32, lr=5e-4, seed=seed, log_every=10, checkpoint_every=10_000)
-    return QTOptTrainer(cfg, QNetConfig(image_size=32, channels=(16, 32)), WeightedSources([(SideOfTheSquare(), 1)]),
-                        tmp_path / "run", resume=resume)
+    # QT-Opt's broadcast-add fusion: no camera geometry is involved in this synthetic task.
+    qcfg = QNetConfig(image_size=32, channels=(16, 32), merge_size=8, fusion="add")
+    return QTOptTrainer(cfg, qcfg, WeightedSources([(SideOfTheSquare(), 1)]), tmp_path / "run", resume=resume)
 
 
 def test_training_learns_a_learnable_task(tmp_path):

@@ -17,6 +17,7 @@ launch_pytest = pytest.importorskip("launch_pytest", reason=REASON)
 rclpy = pytest.importorskip("rclpy", reason=REASON)
 
 from geometry_msgs.msg import PoseStamped  # noqa: E402
+from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from launch.substitutions import PathJoinSubstitution  # noqa: E402
@@ -26,7 +27,6 @@ from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from launch import LaunchDescription  # noqa: E402
 from rlcg.data import topics  # noqa: E402
 from rlcg.robot import messages  # noqa: E402
 

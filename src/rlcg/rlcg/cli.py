@@ -13,7 +13,7 @@ import sys
 
 from rlcg.errors import RlcgError
 
-COMMAND_MODULES = ("rlcg.sim.commands",)
+COMMAND_MODULES = ("rlcg.sim.commands", "rlcg.data.commands", "rlcg.rl.commands", "rlcg.gan.commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

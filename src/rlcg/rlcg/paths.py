@@ -51,3 +51,18 @@ def domains_dir() -> Path:
 
 def assets_dir() -> Path:
     return PACKAGE_DIR / "assets"
+
+
+def interfaces_dir() -> Path:
+    """The rlcg_interfaces package's msg/ and action/ files: $RLCG_INTERFACES_DIR, the source checkout's
+    src/rlcg_interfaces, or the share directory colcon installs them to (<prefix>/share/rlcg_interfaces)."""
+    env = os.environ.get("RLCG_INTERFACES_DIR")
+    cands = [Path(env)] if env else []
+    cands += [PACKAGE_DIR.parents[1] / "rlcg_interfaces", Path(sys.prefix) / "share" / "rlcg_interfaces"]
+    for cand in cands:
+        if (cand / "msg" / "GraspOutcome.msg").exists():
+            return cand
+    tried = ", ".join(str(c) for c in cands)
+    raise FileNotFoundError(
+        f"rlcg cannot find the rlcg_interfaces messages (looked in: {tried}); set RLCG_INTERFACES_DIR"
+    )

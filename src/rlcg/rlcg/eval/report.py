@@ -33,20 +33,33 @@ def markdown(report: dict) -> str:
     ]
     for method, r in report["methods"].items():
         lo, hi = r["ci95"]
-        lines.append(f"| {method} | {_pct(r['success_rate'])} | [{_pct(lo)}, {_pct(hi)}] | "
-                     f"{_pct(PAPER_TABLE_1[method])} |")
-    lines += ["", "Same policies in `sim` (the architecture's own success without a domain gap):", "",
-              "| policy | success in sim | 95% interval |", "|---|---|---|"]
+        lines.append(
+            f"| {method} | {_pct(r['success_rate'])} | [{_pct(lo)}, {_pct(hi)}] | {_pct(PAPER_TABLE_1[method])} |"
+        )
+    lines += [
+        "",
+        "Same policies in `sim` (the architecture's own success without a domain gap):",
+        "",
+        "| policy | success in sim | 95% interval |",
+        "|---|---|---|",
+    ]
     for method, r in report["in_sim"].items():
         lines.append(f"| {method} | {_pct(r['success_rate'])} | [{_pct(r['ci95'][0])}, {_pct(r['ci95'][1])}] |")
     if report.get("real_rl_curve"):
-        lines += ["", "With real data used for RL too (the paper's Table 2 analogue):", "",
-                  "| real episodes | real-only | rl-cyclegan + real RL |", "|---|---|---|"]
+        lines += [
+            "",
+            "With real data used for RL too (the paper's Table 2 analogue):",
+            "",
+            "| real episodes | real-only | rl-cyclegan + real RL |",
+            "|---|---|---|",
+        ]
         for p in report["real_rl_curve"]:
             a, b = p["real-only"], p["rl-cyclegan"]
-            lines.append(f"| {p['real_episodes']} | {_pct(a['success_rate'])} [{_pct(a['ci95'][0])}, "
-                         f"{_pct(a['ci95'][1])}] | {_pct(b['success_rate'])} [{_pct(b['ci95'][0])}, "
-                         f"{_pct(b['ci95'][1])}] |")
+            lines.append(
+                f"| {p['real_episodes']} | {_pct(a['success_rate'])} [{_pct(a['ci95'][0])}, "
+                f"{_pct(a['ci95'][1])}] | {_pct(b['success_rate'])} [{_pct(b['ci95'][0])}, "
+                f"{_pct(b['ci95'][1])}] |"
+            )
     lines += ["", "![success](success.png)", "", "![translations](translations.png)", ""]
     if report.get("real_rl_curve"):
         lines += ["![real RL curve](real_rl_curve.png)", ""]
@@ -64,8 +77,13 @@ def success_figure(report: dict, path: Path) -> None:
     lo = np.array([report["methods"][m]["ci95"][0] for m in methods])
     hi = np.array([report["methods"][m]["ci95"][1] for m in methods])
     fig, ax = plt.subplots(figsize=(6.5, 3.6), dpi=120)
-    ax.bar(methods, 100 * rates, yerr=[100 * (rates - lo), 100 * (hi - rates)], capsize=4,
-           color=["#9e9e9e", "#b0bec5", "#90caf9", "#42a5f5", "#1565c0"][: len(methods)])
+    ax.bar(
+        methods,
+        100 * rates,
+        yerr=[100 * (rates - lo), 100 * (hi - rates)],
+        capsize=4,
+        color=["#9e9e9e", "#b0bec5", "#90caf9", "#42a5f5", "#1565c0"][: len(methods)],
+    )
     if "sim-only" in report.get("in_sim", {}):
         ax.axhline(100 * report["in_sim"]["sim-only"]["success_rate"], ls="--", c="k", lw=1, label="sim-only in sim")
         ax.legend(loc="upper left", frameon=False)

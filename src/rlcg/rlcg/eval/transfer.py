@@ -38,12 +38,29 @@ class TransferPreset:
 
 PRESETS = {
     # Checks that the pipeline runs end to end in under 3 minutes on 2 cores; not the numbers.
-    "smoke": TransferPreset(sim_episodes=40, real_episodes=24, randomized_episodes=40, q_steps=20, gan_steps=6,
-                            q_batch=16, gan_batch=4, eval_episodes=8, real_rl_fractions=(0.5, 1.0)),
+    "smoke": TransferPreset(
+        sim_episodes=40,
+        real_episodes=24,
+        randomized_episodes=40,
+        q_steps=20,
+        gan_steps=6,
+        q_batch=16,
+        gan_batch=4,
+        eval_episodes=8,
+        real_rl_fractions=(0.5, 1.0),
+    ),
     # The full run reported in docs/results.md.
-    "paper": TransferPreset(sim_episodes=20000, real_episodes=3000, randomized_episodes=20000, q_steps=8000,
-                            gan_steps=6000, q_batch=64, gan_batch=8, eval_episodes=300,
-                            real_rl_fractions=(0.25, 0.5, 1.0)),
+    "paper": TransferPreset(
+        sim_episodes=20000,
+        real_episodes=3000,
+        randomized_episodes=20000,
+        q_steps=8000,
+        gan_steps=6000,
+        q_batch=64,
+        gan_batch=8,
+        eval_episodes=300,
+        real_rl_fractions=(0.25, 0.5, 1.0),
+    ),
 }
 
 
@@ -69,8 +86,9 @@ def register_transfer(bench_sub) -> None:
     p.set_defaults(handler=cmd_bench_transfer)
 
 
-def _collect(out: Path, domain, policy: str, episodes: int, seed: int, split: str, workers: int,
-             progress: bool, desc: str) -> Path:
+def _collect(
+    out: Path, domain, policy: str, episodes: int, seed: int, split: str, workers: int, progress: bool, desc: str
+) -> Path:
     """Episodes into rosbag2 under ``out``; a finished collection (marker file) is reused."""
     from rlcg.data.recorder import EpisodeRecorder
     from rlcg.rollout import RolloutSpec, rollout
@@ -101,8 +119,17 @@ def _evaluate(policy_dir: Path, domain, episodes: int, workers: int, progress: b
     return success_report(summary.successes, summary.episodes, summary.per_bin)
 
 
-def _train(method: str, run: Path, sim_dirs: list[Path], real_dirs: list[Path] | None, preset: TransferPreset,
-           seed: int, progress: bool, init_q: Path | None = None, real_rl: bool = False) -> Path:
+def _train(
+    method: str,
+    run: Path,
+    sim_dirs: list[Path],
+    real_dirs: list[Path] | None,
+    preset: TransferPreset,
+    seed: int,
+    progress: bool,
+    init_q: Path | None = None,
+    real_rl: bool = False,
+) -> Path:
     from rlcg.gan.commands import train_method
 
     policy = run / "policy"
@@ -112,13 +139,30 @@ def _train(method: str, run: Path, sim_dirs: list[Path], real_dirs: list[Path] |
     args = argparse.Namespace(
         steps=preset.q_steps if q_only else preset.gan_steps,
         batch_size=preset.q_batch if q_only else preset.gan_batch,
-        real_rl=real_rl, init_q=str(init_q) if init_q and not q_only else None,
-        gen_width=preset.gen_width, gen_blocks=preset.gen_blocks, gan_loss="lsgan", cycle_loss="mse",
-        lambda_gan=1.0, lambda_cycle=10.0, lambda_rl_scene=10.0, lambda_rl=1.0, bf16=False, seed=seed,
-        device="auto", threads=None, resume=(run / "checkpoint").exists() or (policy / "config.json").exists(),
+        real_rl=real_rl,
+        init_q=str(init_q) if init_q and not q_only else None,
+        gen_width=preset.gen_width,
+        gen_blocks=preset.gen_blocks,
+        gan_loss="lsgan",
+        cycle_loss="mse",
+        lambda_gan=1.0,
+        lambda_cycle=10.0,
+        lambda_rl_scene=10.0,
+        lambda_rl=1.0,
+        bf16=False,
+        seed=seed,
+        device="auto",
+        threads=None,
+        resume=(run / "checkpoint").exists() or (policy / "config.json").exists(),
     )
-    train_method(args, method, [str(d) for d in sim_dirs], [str(d) for d in real_dirs] if real_dirs else None,
-                 run, progress=progress)
+    train_method(
+        args,
+        method,
+        [str(d) for d in sim_dirs],
+        [str(d) for d in real_dirs] if real_dirs else None,
+        run,
+        progress=progress,
+    )
     (run / ".complete").write_text("done\n")
     return policy
 
@@ -145,17 +189,44 @@ def cmd_bench_transfer(args) -> int:
 
     seed = args.seed
     data = out / "data"
-    sim_dir = _collect(data / "sim", "sim", "scripted", preset.sim_episodes, seed * 10 + 1, "train", args.workers,
-                       progress, "collect sim")
-    rnd_dir = _collect(data / "randomized", "randomized", "scripted", preset.randomized_episodes, seed * 10 + 2,
-                       "train", args.workers, progress, "collect randomized")
+    sim_dir = _collect(
+        data / "sim",
+        "sim",
+        "scripted",
+        preset.sim_episodes,
+        seed * 10 + 1,
+        "train",
+        args.workers,
+        progress,
+        "collect sim",
+    )
+    rnd_dir = _collect(
+        data / "randomized",
+        "randomized",
+        "scripted",
+        preset.randomized_episodes,
+        seed * 10 + 2,
+        "train",
+        args.workers,
+        progress,
+        "collect randomized",
+    )
     # Real data in chunks, so that --real-rl can train on growing amounts of it.
     fractions = sorted(set(preset.real_rl_fractions) | {1.0})
     sizes = [max(1, round(f * preset.real_episodes)) for f in fractions]
     chunk_sizes = [b - a for a, b in zip([0, *sizes[:-1]], sizes) if b > a]
     real_dirs = [
-        _collect(data / f"real-{i}", real, "scripted", n, seed * 10 + 3 + 100 * i, "train", args.workers, progress,
-                 f"collect real {i + 1}/{len(chunk_sizes)}")
+        _collect(
+            data / f"real-{i}",
+            real,
+            "scripted",
+            n,
+            seed * 10 + 3 + 100 * i,
+            "train",
+            args.workers,
+            progress,
+            f"collect real {i + 1}/{len(chunk_sizes)}",
+        )
         for i, n in enumerate(chunk_sizes)
     ]
     log(f"data ready after {time.perf_counter() - t_start:.0f} s")
@@ -166,18 +237,24 @@ def cmd_bench_transfer(args) -> int:
         "randomized-sim": _train("randomized-sim", runs / "randomized-sim", [rnd_dir], None, preset, seed, progress),
     }
     for method in ("gan", "cyclegan", "rl-cyclegan"):
-        policies[method] = _train(method, runs / method, [sim_dir], real_dirs, preset, seed, progress,
-                                  init_q=policies["sim-only"])
+        policies[method] = _train(
+            method, runs / method, [sim_dir], real_dirs, preset, seed, progress, init_q=policies["sim-only"]
+        )
     log(f"training done after {time.perf_counter() - t_start:.0f} s")
 
     results = {}
     for method in METHOD_ORDER:
-        results[method] = _evaluate(policies[method], real, preset.eval_episodes, args.workers, progress,
-                                    f"eval {method}")
-        log(f"{method:15s} in {real.name}: {results[method]['success_rate']:.1%} "
-            f"[{results[method]['ci95'][0]:.1%}, {results[method]['ci95'][1]:.1%}]")
-    reference = {m: _evaluate(policies[m], "sim", preset.eval_episodes, args.workers, progress, f"eval {m} in sim")
-                 for m in ("sim-only", "rl-cyclegan")}
+        results[method] = _evaluate(
+            policies[method], real, preset.eval_episodes, args.workers, progress, f"eval {method}"
+        )
+        log(
+            f"{method:15s} in {real.name}: {results[method]['success_rate']:.1%} "
+            f"[{results[method]['ci95'][0]:.1%}, {results[method]['ci95'][1]:.1%}]"
+        )
+    reference = {
+        m: _evaluate(policies[m], "sim", preset.eval_episodes, args.workers, progress, f"eval {m} in sim")
+        for m in ("sim-only", "rl-cyclegan")
+    }
 
     curve = None
     if args.real_rl:
@@ -185,13 +262,26 @@ def cmd_bench_transfer(args) -> int:
         for k, n in enumerate(sizes):
             dirs = real_dirs[: k + 1]
             real_only = _train("sim-only", runs / f"real-only-{n}", dirs, None, preset, seed, progress)
-            rlcg_rl = _train("rl-cyclegan", runs / f"rl-cyclegan-real-rl-{n}", [sim_dir], dirs, preset, seed,
-                             progress, init_q=policies["sim-only"], real_rl=True)
-            point = {"real_episodes": n,
-                     "real-only": _evaluate(real_only, real, preset.eval_episodes, args.workers, progress,
-                                            f"eval real-only {n}"),
-                     "rl-cyclegan": _evaluate(rlcg_rl, real, preset.eval_episodes, args.workers, progress,
-                                              f"eval rl-cyclegan+real {n}")}
+            rlcg_rl = _train(
+                "rl-cyclegan",
+                runs / f"rl-cyclegan-real-rl-{n}",
+                [sim_dir],
+                dirs,
+                preset,
+                seed,
+                progress,
+                init_q=policies["sim-only"],
+                real_rl=True,
+            )
+            point = {
+                "real_episodes": n,
+                "real-only": _evaluate(
+                    real_only, real, preset.eval_episodes, args.workers, progress, f"eval real-only {n}"
+                ),
+                "rl-cyclegan": _evaluate(
+                    rlcg_rl, real, preset.eval_episodes, args.workers, progress, f"eval rl-cyclegan+real {n}"
+                ),
+            }
             curve.append(point)
 
     report = {
@@ -225,4 +315,3 @@ class _Log:
             fh.write(text + "\n")
         if not self.quiet:
             print(text, flush=True)
-

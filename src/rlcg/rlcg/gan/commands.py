@@ -21,8 +21,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="training steps (default: 3000 Q-only, 2000 GAN)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch (default: 64 Q-only, 8 GAN)")
     p.add_argument("--real-rl", action="store_true", help="Q_real also learns from the real transitions (Table 2)")
-    p.add_argument("--init-q", metavar="CKPT", default=None,
-                   help="start Q_real (and Q_sim) from a policy checkpoint, e.g. the sim-only policy")
+    p.add_argument(
+        "--init-q",
+        metavar="CKPT",
+        default=None,
+        help="start Q_real (and Q_sim) from a policy checkpoint, e.g. the sim-only policy",
+    )
     p.add_argument("--gen-width", type=positive_int, default=16, help="generator base width (default: 16)")
     p.add_argument("--gen-blocks", type=positive_int, default=4, help="generator residual blocks (default: 4)")
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
@@ -45,11 +49,20 @@ def register(sub) -> None:
         "(rosbag2 directories or ingested datasets) and exports the final Q_real as a policy checkpoint "
         "RUN/policy that rlcg eval, rlcg sim and the ROS policy node load. Runs under torchrun too.",
     )
-    p.add_argument("--method", required=True, choices=["sim-only", "randomized-sim", "gan", "cyclegan",
-                                                       "rl-cyclegan"], help=METHOD_HELP)
+    p.add_argument(
+        "--method",
+        required=True,
+        choices=["sim-only", "randomized-sim", "gan", "cyclegan", "rl-cyclegan"],
+        help=METHOD_HELP,
+    )
     p.add_argument("--sim-data", nargs="+", required=True, metavar="DIR[:WEIGHT]", help="sim episodes")
-    p.add_argument("--real-data", nargs="+", default=None, metavar="DIR[:WEIGHT]",
-                   help="real episodes (required by the GAN methods)")
+    p.add_argument(
+        "--real-data",
+        nargs="+",
+        default=None,
+        metavar="DIR[:WEIGHT]",
+        help="real episodes (required by the GAN methods)",
+    )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
     p.add_argument("--resume", action="store_true", help="continue the run in RUN")
     p.add_argument("--no-progress", action="store_true")
@@ -97,8 +110,9 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         batch_size=batch,
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
-        weights=LossWeights(gan=args.lambda_gan, cycle=args.lambda_cycle, rl_scene=args.lambda_rl_scene,
-                            rl=args.lambda_rl),
+        weights=LossWeights(
+            gan=args.lambda_gan, cycle=args.lambda_cycle, rl_scene=args.lambda_rl_scene, rl=args.lambda_rl
+        ),
         real_rl=args.real_rl,
         generator=GeneratorConfig(width=args.gen_width, blocks=args.gen_blocks),
         seed=args.seed,
@@ -131,8 +145,16 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
             tcfg = QTrainConfig(steps=args.steps or 3000, batch_size=args.batch_size or 64, seed=args.seed)
             if (out / "policy" / "config.json").exists() and not args.resume:
                 raise CommandError(f"{out} already holds a trained policy; pass --resume or choose another --out")
-            trainer = QTOptTrainer(tcfg, qcfg, sim_data, out / "policy", camera=sim.camera, device=device,
-                                   resume=args.resume, provenance=prov)
+            trainer = QTOptTrainer(
+                tcfg,
+                qcfg,
+                sim_data,
+                out / "policy",
+                camera=sim.camera,
+                device=device,
+                resume=args.resume,
+                provenance=prov,
+            )
             trainer.fit(progress=progress, writer=writer)
         else:
             from rlcg.gan.trainer import RLCycleGANTrainer
@@ -143,8 +165,18 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
             if (out / "checkpoint" / "config.json").exists() and not args.resume:
                 raise CommandError(f"{out} already holds a {method} run; pass --resume or choose another --out")
             cfg = build_gan_config(args, method, args.steps or 2000, args.batch_size or 8)
-            trainer = RLCycleGANTrainer(cfg, qcfg, sim_data, real_data, out, device=args.device,
-                                        resume=args.resume, init_q=args.init_q, provenance=prov, camera=sim.camera)
+            trainer = RLCycleGANTrainer(
+                cfg,
+                qcfg,
+                sim_data,
+                real_data,
+                out,
+                device=args.device,
+                resume=args.resume,
+                init_q=args.init_q,
+                provenance=prov,
+                camera=sim.camera,
+            )
             try:
                 trainer.fit(progress=progress, writer=writer)
             finally:
@@ -159,8 +191,9 @@ def cmd_train(args) -> int:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
     if args.method in ("sim-only", "randomized-sim") and args.real_rl:
         raise CommandError("--real-rl applies to the GAN methods; to train Q on real data alone, pass it as --sim-data")
-    policy = train_method(args, args.method, args.sim_data, args.real_data, Path(args.out),
-                          progress=not args.no_progress)
+    policy = train_method(
+        args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
+    )
     print(f"{args.method}: policy written to {policy}")
     return 0
 
@@ -188,9 +221,13 @@ def cmd_bench_train(args) -> int:
 
         def sample(self, b, rng):
             i = rng.integers(0, len(self), b)
-            return argparse.Namespace(image=self.images[i], next_image=self.images[i],
-                                      action=np.tile(np.array([0.6, 0.0, 0.3, 0.0], np.float32), (b, 1)),
-                                      reward=rng.integers(0, 2, b).astype(np.float32), done=np.ones(b, bool))
+            return argparse.Namespace(
+                image=self.images[i],
+                next_image=self.images[i],
+                action=np.tile(np.array([0.6, 0.0, 0.3, 0.0], np.float32), (b, 1)),
+                reward=rng.integers(0, 2, b).astype(np.float32),
+                done=np.ones(b, bool),
+            )
 
     sim = SimConfig.load()
     qcfg = QNetConfig(bounds=sim.robot.workspace)

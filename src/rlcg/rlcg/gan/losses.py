@@ -45,8 +45,9 @@ def image_distance(a: torch.Tensor, b: torch.Tensor, kind: str = "mse") -> torch
     raise ValueError(f"unknown distance {kind!r} (mse or l1)")
 
 
-def cycle_loss(x: torch.Tensor, x_cycled: torch.Tensor, y: torch.Tensor, y_cycled: torch.Tensor,
-               kind: str = "mse") -> torch.Tensor:
+def cycle_loss(
+    x: torch.Tensor, x_cycled: torch.Tensor, y: torch.Tensor, y_cycled: torch.Tensor, kind: str = "mse"
+) -> torch.Tensor:
     """L_cyc(G, F) = E_x d(F(G(x)), x) + E_y d(G(F(y)), y), d = mean squared error in the paper."""
     return image_distance(x_cycled, x, kind) + image_distance(y_cycled, y, kind)
 
@@ -63,8 +64,14 @@ class SixQ:
     q_y2: torch.Tensor  # Q_real(G(F(y)), a)       (q''_y)
 
     def as_dict(self) -> dict[str, torch.Tensor]:
-        return {"q_x": self.q_x, "q'_x": self.q_x1, "q''_x": self.q_x2, "q_y": self.q_y, "q'_y": self.q_y1,
-                "q''_y": self.q_y2}
+        return {
+            "q_x": self.q_x,
+            "q'_x": self.q_x1,
+            "q''_x": self.q_x2,
+            "q_y": self.q_y,
+            "q'_y": self.q_y1,
+            "q''_y": self.q_y2,
+        }
 
 
 def rl_scene_loss(q: SixQ) -> torch.Tensor:
@@ -72,5 +79,11 @@ def rl_scene_loss(q: SixQ) -> torch.Tensor:
                        + d(q_y, q'_y) + d(q_y, q''_y) + d(q'_y, q''_y),   d = mean squared error.
     Each triple shows one scene, so a task-aware translation keeps its Q-values equal."""
     d = F.mse_loss
-    return (d(q.q_x, q.q_x1) + d(q.q_x, q.q_x2) + d(q.q_x1, q.q_x2)
-            + d(q.q_y, q.q_y1) + d(q.q_y, q.q_y2) + d(q.q_y1, q.q_y2))
+    return (
+        d(q.q_x, q.q_x1)
+        + d(q.q_x, q.q_x2)
+        + d(q.q_x1, q.q_x2)
+        + d(q.q_y, q.q_y1)
+        + d(q.q_y, q.q_y2)
+        + d(q.q_y1, q.q_y2)
+    )

@@ -158,6 +158,16 @@ class ImagePool:
     def __init__(self, size: int, rng: np.random.Generator):
         self.size, self.rng, self.images = size, rng, []
 
+    def state(self) -> dict:
+        images = torch.stack(self.images).cpu() if self.images else torch.zeros(0)
+        return {"images": images, "rng": self.rng.bit_generator.state}
+
+    def load_state(self, state: dict) -> None:
+        from rlcg.rl.qtopt import _int_keys_state
+
+        self.images = list(state["images"]) if state["images"].numel() else []
+        self.rng.bit_generator.state = _int_keys_state(state["rng"])
+
     def query(self, batch: torch.Tensor) -> torch.Tensor:
         if self.size == 0:
             return batch
@@ -268,8 +278,9 @@ class RLCycleGANTrainer:
         rank_seed = [config.seed, self.dist.rank]
         self.rng = np.random.default_rng(rank_seed)  # each rank draws its own batches
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.dist.rank)
-        self.pools = {k: ImagePool(config.image_pool, np.random.default_rng([*rank_seed, i]))
-                      for i, k in enumerate(("x", "y"))}
+        self.pools = {
+            k: ImagePool(config.image_pool, np.random.default_rng([*rank_seed, i])) for i, k in enumerate(("x", "y"))
+        }
         self.step = 0
         self.history: list[dict[str, float]] = []
         if resume and (self.out / "checkpoint" / "config.json").is_file():
@@ -307,6 +318,7 @@ class RLCycleGANTrainer:
             "numpy_rng": self.rng.bit_generator.state,
             "torch_generator": self.generator.get_state(),
             "history": self.history,
+            "pools": {k: pool.state() for k, pool in self.pools.items()},
         }
 
     def _resume(self) -> None:
@@ -322,6 +334,8 @@ class RLCycleGANTrainer:
         load_optimizer_state(self.opt_q, state["opt_q"])
         self.rng.bit_generator.state = _int_keys_state(state["numpy_rng"])
         self.generator.set_state(state["torch_generator"])
+        for k, pool in self.pools.items():
+            pool.load_state(state["pools"][k])
         self.step = int(state["step"])
         self.history = list(state["history"])
 
@@ -329,11 +343,20 @@ class RLCycleGANTrainer:
         """The full training checkpoint and the exported Q_real policy (rank 0 only)."""
         if not self.dist.is_main:
             return
-        config = {"train": to_dict(self.cfg), "qnet": to_dict(_unwrap(self.qs).Q_real.config),
-                  "steps_done": self.step, **self.provenance}
+        config = {
+            "train": to_dict(self.cfg),
+            "qnet": to_dict(_unwrap(self.qs).Q_real.config),
+            "steps_done": self.step,
+            **self.provenance,
+        }
         save_checkpoint(self.out / "checkpoint", CHECKPOINT_KIND, config, self._weights(), self._train_state())
-        save_policy(self.out / "policy", _unwrap(self.qs).Q_real, self.cfg.target_cem, self.camera,
-                    extra={"training": {"method": self.cfg.method, "steps_done": self.step, **self.provenance}})
+        save_policy(
+            self.out / "policy",
+            _unwrap(self.qs).Q_real,
+            self.cfg.target_cem,
+            self.camera,
+            extra={"training": {"method": self.cfg.method, "steps_done": self.step, **self.provenance}},
+        )
 
     # ------------------------------------------------------------------ one step
     def _batch(self, data: WeightedSources) -> dict[str, torch.Tensor]:
@@ -341,66 +364,81 @@ class RLCycleGANTrainer:
 
         return batch_tensors(data.sample(self.cfg.batch_size, self.rng), self.device)
 
-    def train_step(self) -> dict[str, float]:
-        cfg, w = self.cfg, self.cfg.weights
-        sim, real = self._batch(self.sim_data), self._batch(self.real_data)
+    def generator_loss(self, sim, real) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+        """lambda_GAN L_GAN (generator side) + lambda_cycle L_cyc + lambda_RL-scene L_RL-scene; the
+        discriminators and Q-networks are evaluated with detached parameters (they are not updated)."""
+        cfg, w, nets = self.cfg, self.cfg.weights, self.nets
         x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
         stats: dict[str, float] = {}
-        nets = self.nets
+        out = self.gens(x, y)
+        loss = w.gan * losses.gan_generator_loss(  # L_GAN(G, D_Y)
+            functional_call(nets["D_Y"], _frozen(nets["D_Y"]), (out["G(x)"],)), cfg.gan_objective
+        )
+        stats["loss_gan_G"] = float(loss.detach()) / max(w.gan, 1e-12)
+        if cfg.uses_f:
+            f_gan = losses.gan_generator_loss(  # L_GAN(F, D_X)
+                functional_call(nets["D_X"], _frozen(nets["D_X"]), (out["F(y)"],)), cfg.gan_objective
+            )
+            cyc = losses.cycle_loss(x, out["F(G(x))"], y, out["G(F(y))"], cfg.cycle_distance)  # L_cyc(G, F)
+            loss = loss + w.gan * f_gan + w.cycle * cyc
+            stats.update(loss_gan_F=float(f_gan.detach()), loss_cycle=float(cyc.detach()))
+        if cfg.uses_q_sim:
+            a_x, a_y = sim["action"], real["action"]
+            six = losses.SixQ(
+                q_x=_frozen_q(nets["Q_sim"], sim["image"], a_x),
+                q_x1=_frozen_q(nets["Q_real"], to_q_range(out["G(x)"]), a_x),
+                q_x2=_frozen_q(nets["Q_sim"], to_q_range(out["F(G(x))"]), a_x),
+                q_y=_frozen_q(nets["Q_real"], real["image"], a_y),
+                q_y1=_frozen_q(nets["Q_sim"], to_q_range(out["F(y)"]), a_y),
+                q_y2=_frozen_q(nets["Q_real"], to_q_range(out["G(F(y))"]), a_y),
+            )
+            scene = losses.rl_scene_loss(six)  # L_RL-scene(G, F)
+            loss = loss + w.rl_scene * scene
+            stats["loss_rl_scene"] = float(scene.detach())
+            stats.update({k: float(v.detach().float().mean()) for k, v in six.as_dict().items()})
+        stats["loss_generators"] = float(loss.detach())
+        return loss, out, stats
 
-        # ---- generators: L_GAN (generator side) + L_cyc + L_RL-scene; D and Q frozen
+    def discriminator_loss(self, sim, real, out) -> torch.Tensor:
+        """The discriminators' side of L_GAN, on pooled generated images (generators detached)."""
+        x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
+        fake_y = self.pools["y"].query(out["G(x)"].detach().float())
+        fake_x = self.pools["x"].query(out["F(y)"].detach().float()) if self.cfg.uses_f else None
+        return self.discs(y, fake_y, x if self.cfg.uses_f else None, fake_x)
+
+    def q_loss(self, sim, real, out) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """lambda_RL L_RL(Q) = E d(Q(x, a), r + gamma V(x')) on detached images, for every Q term."""
+        loss, parts = self.qs(self._td_terms(sim, real, out), self.cfg.td_distance)
+        return self.cfg.weights.rl * loss, parts
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        sim, real = self._batch(self.sim_data), self._batch(self.real_data)
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+
         with autocast:
-            out = self.gens(x, y)
-            g_loss = w.gan * losses.gan_generator_loss(  # L_GAN(G, D_Y)
-                functional_call(nets["D_Y"], _frozen(nets["D_Y"]), (out["G(x)"],)), cfg.gan_objective)
-            stats["loss_gan_G"] = float(g_loss.detach()) / max(w.gan, 1e-12)
-            if cfg.uses_f:
-                f_gan = losses.gan_generator_loss(  # L_GAN(F, D_X)
-                    functional_call(nets["D_X"], _frozen(nets["D_X"]), (out["F(y)"],)), cfg.gan_objective)
-                cyc = losses.cycle_loss(x, out["F(G(x))"], y, out["G(F(y))"], cfg.cycle_distance)  # L_cyc(G, F)
-                g_loss = g_loss + w.gan * f_gan + w.cycle * cyc
-                stats.update(loss_gan_F=float(f_gan.detach()), loss_cycle=float(cyc.detach()))
-            if cfg.uses_q_sim:
-                a_x, a_y = sim["action"], real["action"]
-                six = losses.SixQ(
-                    q_x=_frozen_q(nets["Q_sim"], sim["image"], a_x),
-                    q_x1=_frozen_q(nets["Q_real"], to_q_range(out["G(x)"]), a_x),
-                    q_x2=_frozen_q(nets["Q_sim"], to_q_range(out["F(G(x))"]), a_x),
-                    q_y=_frozen_q(nets["Q_real"], real["image"], a_y),
-                    q_y1=_frozen_q(nets["Q_sim"], to_q_range(out["F(y)"]), a_y),
-                    q_y2=_frozen_q(nets["Q_real"], to_q_range(out["G(F(y))"]), a_y),
-                )
-                scene = losses.rl_scene_loss(six)  # L_RL-scene(G, F)
-                g_loss = g_loss + w.rl_scene * scene
-                stats["loss_rl_scene"] = float(scene.detach())
-                stats.update({k: float(v.detach().float().mean()) for k, v in six.as_dict().items()})
+            g_loss, out, stats = self.generator_loss(sim, real)
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
-        stats["loss_generators"] = float(g_loss.detach())
 
-        # ---- discriminators: the other side of L_GAN, on pooled generated images
-        fake_y = self.pools["y"].query(out["G(x)"].detach().float())
-        fake_x = self.pools["x"].query(out["F(y)"].detach().float()) if cfg.uses_f else None
         with autocast:
-            d_loss = self.discs(y, fake_y, x if cfg.uses_f else None, fake_x)
+            d_loss = self.discriminator_loss(sim, real, out)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         stats["loss_discriminators"] = float(d_loss.detach())
 
-        # ---- Q-functions: L_RL(Q) = E d(Q(x, a), r + gamma V(x')) on detached images
-        terms = self._td_terms(sim, real, out)
         with autocast:
-            q_loss, parts = self.qs(terms, cfg.td_distance)
+            q_loss, parts = self.q_loss(sim, real, out)
         self.opt_q.zero_grad(set_to_none=True)
-        (w.rl * q_loss).backward()
+        q_loss.backward()
         self.opt_q.step()
         polyak_update(self.q_targets, _unwrap(self.qs), cfg.polyak)
         stats["loss_rl"] = float(q_loss.detach())
         stats.update({f"loss_rl/{k}": float(v.detach()) for k, v in parts.items()})
         self.step += 1
+        x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
         self._last = {"x": x, "y": y, **{k: v.detach() for k, v in out.items()}}
         return stats
 
@@ -408,8 +446,9 @@ class RLCycleGANTrainer:
         cfg, targets = self.cfg, self.q_targets
 
         def y_of(net: QNetwork, batch, next_images) -> torch.Tensor:
-            return td_targets(batch["reward"], batch["done"], next_images, net, cfg.gamma, cfg.target_cem,
-                              self.generator)
+            return td_targets(
+                batch["reward"], batch["done"], next_images, net, cfg.gamma, cfg.target_cem, self.generator
+            )
 
         live = ~sim["done"]
         # Q_real learns the sim transitions as they would look in reality: G(x), with G(x') for V.
@@ -445,8 +484,9 @@ class RLCycleGANTrainer:
         left, right = rows(cols_x), rows(cols_y)
         gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
         if right.shape[1] < left.shape[1]:
-            right = np.concatenate([right, np.full((right.shape[0], left.shape[1] - right.shape[1], 3), 255,
-                                                   np.uint8)], 1)
+            right = np.concatenate(
+                [right, np.full((right.shape[0], left.shape[1] - right.shape[1], 3), 255, np.uint8)], 1
+            )
         return np.concatenate([left, gap, right], axis=1)
 
     def fit(self, progress: bool = True, writer: Any = None) -> list[dict[str, float]]:
@@ -455,8 +495,14 @@ class RLCycleGANTrainer:
 
         cfg = self.cfg
         main = self.dist.is_main
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"train {cfg.method}", unit="step",
-                   disable=not (progress and main), dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc=f"train {cfg.method}",
+            unit="step",
+            disable=not (progress and main),
+            dynamic_ncols=True,
+        )
         window: list[dict[str, float]] = []
         t0 = time.perf_counter()
         try:
@@ -468,8 +514,11 @@ class RLCycleGANTrainer:
                     mean["steps_per_s"] = len(window) / (time.perf_counter() - t0)
                     mean["step"] = self.step
                     self.history.append(mean)
-                    bar.set_postfix(G=f"{mean['loss_generators']:.3f}", D=f"{mean['loss_discriminators']:.3f}",
-                                    RL=f"{mean['loss_rl']:.3f}")
+                    bar.set_postfix(
+                        G=f"{mean['loss_generators']:.3f}",
+                        D=f"{mean['loss_discriminators']:.3f}",
+                        RL=f"{mean['loss_rl']:.3f}",
+                    )
                     if writer is not None and main:
                         for k, v in mean.items():
                             if k != "step":

@@ -52,8 +52,11 @@ class ResnetGenerator(nn.Module):
             ch *= 2
         layers += [ResidualBlock(ch) for _ in range(cfg.blocks)]
         for _ in range(cfg.downsamplings):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(ch // 2),
-                       nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 3, 2, 1, output_padding=1),
+                nn.InstanceNorm2d(ch // 2),
+                nn.ReLU(True),
+            ]
             ch //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ch, 3, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)

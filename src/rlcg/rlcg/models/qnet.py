@@ -92,16 +92,22 @@ class QNetwork(nn.Module):
         elif config.fusion == "attention":
             cells = config.merge_size**2
             self.where = nn.Sequential(
-                nn.Linear(config.action_features, config.hidden), nn.ReLU(inplace=True),
-                nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, cells)
+                nn.Linear(config.action_features, config.hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, config.hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, cells),
             )
             nn.init.zeros_(self.where[-1].weight)  # start from the geometric prior alone
             nn.init.zeros_(self.where[-1].bias)
             self._init_prior(config)
             self.film = nn.Linear(config.action_features, 2 * cin)
             self.head_fc = nn.Sequential(
-                nn.Linear(2 * cin, config.hidden), nn.ReLU(inplace=True),
-                nn.Linear(config.hidden, config.hidden), nn.ReLU(inplace=True), nn.Linear(config.hidden, 1)
+                nn.Linear(2 * cin, config.hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, config.hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(config.hidden, 1),
             )
         else:
             raise ValueError(f"unknown action fusion {config.fusion!r} (attention or add)")

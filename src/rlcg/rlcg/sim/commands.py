@@ -173,7 +173,11 @@ def cmd_collect(args) -> int:
 
     spec = _spec_from_args(args, default_split=args.objects or "train")
     recorder = EpisodeRecorder(
-        args.out, storage=args.storage, distro=args.distro, max_episodes_per_bag=args.max_episodes_per_bag
+        args.out,
+        storage=args.storage,
+        distro=args.distro,
+        max_episodes_per_bag=args.max_episodes_per_bag,
+        max_bag_bytes=int(args.max_bag_mb * 1e6) if args.max_bag_mb else None,
     )
     try:
         summary = rollout(spec, recorder, workers=args.workers, progress=not args.no_progress, desc="collect")

@@ -1,0 +1,217 @@
+"""Bags -> an ingested transition dataset (``rlcg data ingest``).
+
+One pass over each bag: episodes are decoded and checked (``rlcg.data.decode``), and their transitions
+streamed into memory-mappable shard files; memory use stays at one episode however large the bags.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rlcg.data.bags import Problems, find_bags, storage_files
+from rlcg.data.decode import EpisodeStream
+from rlcg.data.store import (
+    DEFAULT_SHARD_BYTES,
+    DatasetError,
+    EpisodeRecord,
+    ShardWriter,
+    is_dataset,
+    new_index,
+    next_shard_name,
+    read_index,
+    write_index,
+)
+from rlcg.errors import RlcgError
+
+log = logging.getLogger("rlcg.data")
+
+
+class DatasetExistsError(RlcgError, FileExistsError):
+    """The output of an ingest exists and appending was not asked for."""
+
+
+class NothingIngestedError(RlcgError):
+    """No episode of the given bags could be used."""
+
+
+@dataclass
+class IngestReport:
+    out: Path
+    bags: int = 0
+    skipped_bags: int = 0  # already in the dataset
+    episodes: int = 0
+    transitions: int = 0
+    rejected_episodes: int = 0
+    bag_bytes: int = 0
+    shards: list[str] = field(default_factory=list)
+    problems: Problems = field(default_factory=Problems)
+
+    def as_dict(self) -> dict:
+        return {
+            "out": str(self.out),
+            "bags": self.bags,
+            "skipped_bags": self.skipped_bags,
+            "episodes": self.episodes,
+            "transitions": self.transitions,
+            "rejected_episodes": self.rejected_episodes,
+            "bag_bytes": self.bag_bytes,
+            "shards": self.shards,
+            "problems": self.problems.counts,
+        }
+
+
+def bag_fingerprint(bag: Path, files: list[Path] | None = None) -> str:
+    """Identifies a bag's content cheaply: names, sizes, and the first and last 64 KiB of its files."""
+    h = hashlib.sha256()
+    for f in files if files is not None else storage_files(bag):
+        size = f.stat().st_size
+        h.update(f"{f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(1 << 16))
+            if size > 1 << 16:
+                fh.seek(max(1 << 16, size - (1 << 16)))
+                h.update(fh.read())
+    return h.hexdigest()[:32]
+
+
+def ingest(
+    bag_paths: Sequence[str | Path],
+    out: str | Path,
+    append: bool = False,
+    image_size: tuple[int, int] | None = None,
+    progress: bool = True,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    fsync: bool = False,
+    echo_problems: bool = False,
+) -> IngestReport:
+    """Ingest the bags found at ``bag_paths`` into the dataset ``out`` (created, or appended to when
+    ``append``). ``image_size`` (H, W) fixes the image size of a new dataset; otherwise the first
+    accepted episode sets it."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    report = IngestReport(out=out, problems=Problems(echo=echo_problems))
+    bags: list[Path] = []
+    for p in bag_paths:
+        for bag in find_bags(p):
+            if bag.resolve() not in {b.resolve() for b in bags}:
+                bags.append(bag)
+    if not bags:
+        raise RlcgError(f"no rosbag2 bags found in {', '.join(str(p) for p in bag_paths)}")
+
+    if is_dataset(out):
+        if not append:
+            raise DatasetExistsError(f"{out} is a dataset already; pass --append to add the bags to it")
+        index = read_index(out)
+        created = False
+        if image_size is not None and index["image_size"] and tuple(index["image_size"]) != tuple(image_size):
+            raise DatasetError(
+                f"{out} holds {index['image_size'][0]}x{index['image_size'][1]} images, not {image_size}"
+            )
+    else:
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise DatasetExistsError(f"{out} exists and is not an rlcg dataset; choose a new directory")
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        index = new_index(image_size)
+
+    known = {s["fingerprint"]: s["bag"] for s in index["sources"]}
+    size = tuple(index["image_size"]) if index["image_size"] else None
+    domains: list[str] = list(index["domains"])
+    episodes_total = int(index["episodes"])
+    transitions_total = int(index["transitions"])
+    new_shards: list[dict] = []
+    new_sources: list[dict] = []
+    writer: ShardWriter | None = None
+
+    files = {bag: storage_files(bag, report.problems) for bag in bags}
+    total = sum(f.stat().st_size for fs in files.values() for f in fs)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=not progress, dynamic_ncols=True)
+    try:
+        for bag in bags:
+            fingerprint = bag_fingerprint(bag, files[bag])
+            if fingerprint in known:
+                report.skipped_bags += 1
+                report.problems.add(
+                    "already_ingested", bag, "", f"skipped: the same bag is in the dataset ({known[fingerprint]})"
+                )
+                bar.update(sum(f.stat().st_size for f in files[bag]))
+                continue
+            before = len(report.problems)
+            stream = EpisodeStream(bag, report.problems, image_size=size, files=files[bag])
+            source = {"bag": str(bag), "fingerprint": fingerprint, "episodes": 0, "transitions": 0, "rejected": 0}
+            done_bytes = 0
+            for ep in stream:
+                size = stream.image_size
+                if writer is None:
+                    writer = ShardWriter(
+                        out, next_shard_name(out, index | {"shards": index["shards"] + new_shards}), size, fsync
+                    )
+                if ep.domain not in domains:
+                    domains.append(ep.domain)
+                record = EpisodeRecord(
+                    index=episodes_total,
+                    episode_id=ep.episode_id,
+                    domain=ep.domain,
+                    policy=ep.policy,
+                    seed=ep.seed,
+                    bin_index=ep.bin_index,
+                    steps=ep.num_steps,
+                    success=ep.success,
+                    first=transitions_total,
+                    bag=str(bag),
+                    start_ns=ep.start_ns,
+                    end_ns=ep.end_ns,
+                )
+                writer.append(ep, episodes_total, domains.index(ep.domain), record)
+                episodes_total += 1
+                transitions_total += ep.num_steps
+                source["episodes"] += 1
+                source["transitions"] += ep.num_steps
+                if writer.bytes + writer._pending_bytes >= shard_bytes:
+                    new_shards.append(writer.close())
+                    writer = None
+                bar.update(stream.reader.bytes_read - done_bytes)
+                done_bytes = stream.reader.bytes_read
+            bar.update(stream.reader.total_bytes - done_bytes)
+            source["rejected"] = stream.rejected
+            source["problems"] = Problems(report.problems.items[before:]).counts
+            new_sources.append(source)
+            known[fingerprint] = str(bag)
+            report.bags += 1
+            report.bag_bytes += stream.reader.total_bytes
+            report.episodes += source["episodes"]
+            report.transitions += source["transitions"]
+            report.rejected_episodes += stream.rejected
+        if writer is not None:
+            new_shards.append(writer.close())
+            writer = None
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+
+    if report.episodes == 0 and report.skipped_bags < len(bags):
+        if created:
+            out.rmdir()
+        raise NothingIngestedError(
+            f"no usable episode in {len(bags) - report.skipped_bags} bag(s) ({report.problems.summary()}); "
+            f"{out} is unchanged"
+        )
+    index.update(
+        image_size=list(size) if size else None,
+        transitions=transitions_total,
+        episodes=episodes_total,
+        domains=domains,
+        shards=index["shards"] + new_shards,
+        sources=index["sources"] + new_sources,
+    )
+    write_index(out, index, fsync)
+    report.shards = [s["name"] for s in new_shards]
+    return report

@@ -1,0 +1,251 @@
+"""Bad input to `rlcg data ingest`: each case is a real bag file crafted to be wrong in one way. The bad
+episode is skipped (or the bad part converted) with a counted warning naming the file and episode, and
+everything else in the bag is kept."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from data_helpers import chunk_offsets, real_episodes, storage_file, transitions_of, write_bag
+
+from rlcg.data import topics
+from rlcg.data.dataset import TransitionDataset
+from rlcg.data.encode import OutMessage, image_msg
+from rlcg.data.info import bag_info
+from rlcg.data.ingest import NothingIngestedError, ingest
+from rlcg.data.recorder import EpisodeRecorder
+
+N = 4
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return real_episodes(N)
+
+
+def ids(eps):
+    return [ep.meta.episode_id for ep in eps]
+
+
+def check(tmp_path, bag, kind, count, kept, bad_episode=None, converted=False):
+    """Ingest ``bag``; exactly ``count`` ``kind`` problems (naming the bag's file and ``bad_episode``),
+    and a dataset holding exactly the episodes ``kept`` with their data intact."""
+    report = ingest([bag], tmp_path / "ds", progress=False)
+    found = [p for p in report.problems.items if p.kind == kind]
+    assert len(found) == count, report.problems.items
+    for p in found:
+        assert p.file == str(storage_file(bag))
+        if bad_episode is not None:
+            assert p.episode == bad_episode
+    ds = TransitionDataset.open(tmp_path / "ds")
+    assert [e["episode_id"] for e in ds.episodes] == ids(kept)
+    if not converted:
+        want = transitions_of(kept)
+        for name, value in want.items():
+            assert np.array_equal(np.asarray(getattr(ds, name)), value), name
+    return report, ds
+
+
+def edit_episode(index, fn):
+    """An ``edit`` hook applying ``fn`` to the message list of episode ``index`` only."""
+    return lambda i, messages: fn(messages) if i == index else messages
+
+
+def replace_topic(messages, topic, make):
+    return [(OutMessage(o.topic, o.msgtype, make(o)), t) if o.topic == topic else (o, t) for o, t in messages]
+
+
+# ----------------------------------------------------------------------------- damaged files
+def test_truncated_bag_keeps_the_episodes_before_the_cut(tmp_path, episodes):
+    with EpisodeRecorder(tmp_path / "rec") as rec:  # the recorder closes one chunk per episode
+        for ep in episodes:
+            rec.write(ep)
+    mcap = storage_file(rec.bags[0])
+    chunks = chunk_offsets(mcap)
+    assert len(chunks) == N
+    offset, length = chunks[2]
+    with mcap.open("r+b") as f:
+        f.truncate(offset + length // 2)  # cut inside the third episode
+    report, _ = check(tmp_path, rec.bags[0], "truncated", 1, episodes[:2])
+    assert "ends inside a record" in report.problems.items[0].text
+
+
+def test_corrupt_chunk_is_skipped_and_the_rest_kept(tmp_path, episodes):
+    with EpisodeRecorder(tmp_path / "rec") as rec:
+        for ep in episodes:
+            rec.write(ep)
+    mcap = storage_file(rec.bags[0])
+    offset, length = chunk_offsets(mcap)[1]
+    data = bytearray(mcap.read_bytes())
+    # Inside the chunk (past its 9-byte record header and 40-byte chunk header) the first record's
+    # length field: make it run past the chunk.
+    data[offset + 9 + 40 + 1 : offset + 9 + 40 + 9] = (2**40).to_bytes(8, "little")
+    mcap.write_bytes(bytes(data))
+    report, _ = check(tmp_path, rec.bags[0], "corrupt", 1, [episodes[0], *episodes[2:]])
+    assert f"at byte {offset}" in report.problems.items[0].text
+
+
+def test_corrupt_message_rejects_its_episode(tmp_path, episodes):
+    garbage = b"\x00\x01\x00\x00" + b"\xff" * 12  # valid encapsulation, then nonsense string lengths
+    bag = write_bag(
+        tmp_path / "bag",
+        episodes,
+        edit_episode(2, lambda m: replace_topic(m, topics.OUTCOME, lambda o: garbage)),
+    )
+    check(tmp_path, bag, "corrupt_message", 1, [*episodes[:2], episodes[3]], ids(episodes)[2])
+
+
+def test_files_that_are_not_bags(tmp_path, episodes):
+    good = write_bag(tmp_path / "good", episodes[:2])
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "junk.mcap").write_bytes(b"not an mcap file at all" * 10)
+    (tmp_path / "junk2").mkdir()
+    (tmp_path / "junk2" / "junk2.db3").write_bytes(b"SQLite format 3\x00" + b"\x13" * 200)
+    report = ingest([tmp_path], tmp_path / "ds", progress=False)
+    assert report.episodes == 2 and report.bags == 3
+    bad = {p.file: p.kind for p in report.problems.items}
+    assert bad == {str(tmp_path / "junk" / "junk.mcap"): "corrupt", str(tmp_path / "junk2" / "junk2.db3"): "corrupt"}
+    assert len(TransitionDataset.open(tmp_path / "ds")) == 2
+    with pytest.raises(NothingIngestedError, match="no usable episode"):
+        ingest([tmp_path / "junk"], tmp_path / "ds2", progress=False)
+    assert not (tmp_path / "ds2").exists()
+    assert good.exists()
+
+
+# ----------------------------------------------------------------------------- bad episodes
+def test_missing_topic(tmp_path, episodes):
+    bag = write_bag(
+        tmp_path / "bag", episodes, edit_episode(1, lambda m: [(o, t) for o, t in m if o.topic != topics.GRASP_POSE])
+    )
+    report, _ = check(tmp_path, bag, "missing_topic", 1, [episodes[0], *episodes[2:]], ids(episodes)[1])
+    assert topics.GRASP_POSE in report.problems.items[0].text
+
+
+def test_a_topic_missing_from_the_whole_bag(tmp_path, episodes):
+    bag = write_bag(tmp_path / "bag", episodes, lambda i, m: [(o, t) for o, t in m if o.topic != topics.NEXT_IMAGE])
+    with pytest.raises(NothingIngestedError, match=f"{N} missing_topic"):
+        ingest([bag], tmp_path / "ds", progress=False)
+
+
+def _as_encoding(image: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
+    if encoding == "bgr8":
+        return image[..., ::-1], 3
+    if encoding == "rgba8":
+        return np.concatenate([image, np.full(image.shape[:2] + (1,), 200, np.uint8)], axis=2), 4
+    if encoding == "mono8":
+        return image[..., 1:2], 1
+    return np.zeros(image.shape[:2] + (2,), np.uint8), 2  # 16UC1: two bytes per pixel
+
+
+def test_image_encodings_are_converted_or_rejected(tmp_path, episodes):
+    encodings = ["bgr8", "rgba8", "mono8", "16UC1"]
+
+    def recode(i, messages):
+        def make(o):
+            pixels, channels = _as_encoding(o.msg.data.reshape(o.msg.height, o.msg.width, 3), encodings[i])
+            m = image_msg(np.zeros((o.msg.height, o.msg.width, 3), np.uint8), 0)
+            return dataclasses.replace(
+                m, header=o.msg.header, encoding=encodings[i], step=o.msg.width * channels, data=pixels.reshape(-1)
+            )
+
+        return replace_topic(replace_topic(messages, topics.IMAGE, make), topics.NEXT_IMAGE, make)
+
+    bag = write_bag(tmp_path / "bag", episodes, recode)
+    report, ds = check(tmp_path, bag, "bad_encoding", 1, episodes[:3], ids(episodes)[3], converted=True)
+    assert "16UC1" in [p for p in report.problems.items if p.kind == "bad_encoding"][0].text
+    notes = [p for p in report.problems.items if p.kind == "converted_encoding"]
+    assert [p.episode for p in notes] == ids(episodes)[:3]  # conversions are counted and named too
+    for k, ep in enumerate(episodes[:3]):
+        for column, original in (("images", ep.steps[0].image), ("next_images", ep.steps[0].next_image)):
+            want = np.repeat(original[..., 1:2], 3, axis=2) if encodings[k] == "mono8" else original
+            assert np.array_equal(getattr(ds, column)[k], want), (encodings[k], column)
+
+
+def test_image_size_differing_from_the_rest(tmp_path, episodes):
+    def shrink(messages):
+        def make(o):
+            small = o.msg.data.reshape(o.msg.height, o.msg.width, 3)[::2, ::2]
+            return dataclasses.replace(image_msg(small, 0), header=o.msg.header)
+
+        return replace_topic(replace_topic(messages, topics.IMAGE, make), topics.NEXT_IMAGE, make)
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(2, shrink))
+    report, ds = check(tmp_path, bag, "image_size", 1, [*episodes[:2], episodes[3]], ids(episodes)[2])
+    assert "32x32" in report.problems.items[0].text and ds.image_size == (64, 64)
+
+
+def test_nan_in_a_pose(tmp_path, episodes):
+    def nan_pose(o):
+        o.msg.pose.position.x = math.nan
+        return o.msg
+
+    bag = write_bag(
+        tmp_path / "bag", episodes, edit_episode(1, lambda m: replace_topic(m, topics.GRASP_POSE, nan_pose))
+    )
+    check(tmp_path, bag, "nan_pose", 1, [episodes[0], *episodes[2:]], ids(episodes)[1])
+
+
+def test_nan_in_the_base_pose(tmp_path, episodes):
+    def nan_tf(o):
+        o.msg.transforms[0].transform.rotation.w = math.nan
+        return o.msg
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(3, lambda m: replace_topic(m, topics.TF, nan_tf)))
+    check(tmp_path, bag, "nan_pose", 1, episodes[:3], ids(episodes)[3])
+
+
+def test_duplicate_timestamp_drops_the_copy_and_keeps_the_episode(tmp_path, episodes):
+    def duplicate_image(messages):
+        k = next(i for i, (o, _) in enumerate(messages) if o.topic == topics.IMAGE)
+        return messages[: k + 1] + [messages[k]] + messages[k + 1 :]
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(1, duplicate_image))
+    report, _ = check(tmp_path, bag, "duplicate_timestamp", 1, episodes, ids(episodes)[1])
+    assert report.rejected_episodes == 0
+
+
+def test_out_of_order_timestamps_reject_the_episode(tmp_path, episodes):
+    def swap_times(messages):
+        i = next(k for k, (o, _) in enumerate(messages) if o.topic == topics.GRASP_POSE)
+        (a, ta), (b, tb) = messages[i], messages[i + 1]
+        return [*messages[:i], (a, tb), (b, ta), *messages[i + 2 :]]
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(2, swap_times))
+    check(tmp_path, bag, "out_of_order", 1, [*episodes[:2], episodes[3]], ids(episodes)[2])
+
+
+def test_episode_without_its_outcome(tmp_path, episodes):
+    bag = write_bag(
+        tmp_path / "bag", episodes, edit_episode(1, lambda m: [(o, t) for o, t in m if o.topic != topics.OUTCOME])
+    )
+    report, _ = check(tmp_path, bag, "missing_outcome", 1, [episodes[0], *episodes[2:]], ids(episodes)[1])
+    assert "new episode began" in report.problems.items[0].text
+
+
+@pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
+def test_problems_in_both_storages_name_the_episode(tmp_path, episodes, storage):
+    bag = write_bag(
+        tmp_path / "bag",
+        episodes,
+        edit_episode(0, lambda m: [(o, t) for o, t in m if o.topic != topics.OUTCOME]),
+        storage=storage,
+    )
+    check(tmp_path, bag, "missing_outcome", 1, episodes[1:], ids(episodes)[0])
+
+
+def test_zstd_compressed_chunks_are_read_and_checked(tmp_path, episodes):
+    bag = write_bag(tmp_path / "bag", episodes, zstd_chunks=True)
+    check(tmp_path, bag, "corrupt", 0, episodes)
+    mcap = storage_file(bag)
+    (offset, length), *_ = chunk_offsets(mcap)
+    data = bytearray(mcap.read_bytes())
+    data[offset + length - 20 : offset + length - 10] = b"\x00" * 10  # damage the compressed bytes
+    mcap.write_bytes(bytes(data))
+    # The rosbags writer put all episodes in one chunk: all are lost, which is an error, not a dataset.
+    with pytest.raises(NothingIngestedError, match="1 corrupt"):
+        ingest([bag], tmp_path / "ds2", progress=False)
+    (problem,) = bag_info(bag)["problem_list"]
+    assert "cannot decompress the zstd chunk" in problem and str(mcap) in problem

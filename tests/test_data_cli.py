@@ -1,0 +1,75 @@
+"""`rlcg data info`, `rlcg data ingest` and `rlcg bench ingest` on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from data_helpers import real_episodes, write_bag
+
+from rlcg.cli import main
+from rlcg.data import topics
+
+
+@pytest.fixture(scope="module")
+def bag_dir(tmp_path_factory):
+    eps = real_episodes(3)
+    root = tmp_path_factory.mktemp("cli")
+    # The second episode lost its outcome: a warning, and two good episodes.
+    drop = lambda i, m: [(o, t) for o, t in m if not (i == 1 and o.topic == topics.OUTCOME)]  # noqa: E731
+    write_bag(root / "bags" / "one", eps, drop)
+    return root, eps
+
+
+def test_info_text_for_bags_and_dataset(bag_dir, capsys):
+    root, eps = bag_dir
+    assert main(["data", "info", str(root / "bags")]) == 0
+    out = capsys.readouterr().out
+    assert "1 bag(s)" in out and "episodes:     2 complete (2 grasp attempts), 1 skipped" in out
+    assert "domains:      sim 2" in out and "image sizes:  64x64 2" in out and "success rate:" in out
+    assert f"{topics.IMAGE}" in out and "sensor_msgs/msg/Image" in out
+    assert "missing_outcome" in out and eps[1].meta.episode_id in out
+
+    assert main(["data", "ingest", str(root / "bags"), "--out", str(root / "ds"), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "ingested 2 episodes (2 transitions) from 1 bag(s)" in captured.out
+    assert "skipped 1 episode(s); warnings: 1 missing_outcome" in captured.out
+    warning = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "one.mcap" in warning[0] and eps[1].meta.episode_id in warning[0]
+
+    assert main(["data", "info", str(root / "ds")]) == 0
+    out = capsys.readouterr().out
+    assert "rlcg dataset" in out and "episodes:     2 (2 transitions)" in out and "sources:      1 bag(s)" in out
+    assert main(["data", "info", str(root / "ds"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "dataset" and info["transitions"] == 2 and info["image_sizes"] == {"64x64": 2}
+
+
+def test_ingest_errors_exit_2_without_traceback(bag_dir, tmp_path, capsys):
+    root, _ = bag_dir
+    out = tmp_path / "ds"
+    assert main(["data", "ingest", str(root / "bags"), "--out", str(out), "--no-progress", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["episodes"] == 2 and report["problems"] == {"missing_outcome": 1} and len(report["warnings"]) == 1
+    cases = [
+        (["data", "ingest", str(root / "bags"), "--out", str(out)], "--append"),
+        (["data", "ingest", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], "no such file"),
+        (["data", "ingest", str(tmp_path), "--out", str(tmp_path / "y")], "no rosbag2 bags"),
+        (["data", "info", str(tmp_path / "missing")], "no such file"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["data", "ingest", str(root), "--out", str(tmp_path / "z"), "--image-size", "0x5"])
+
+
+def test_bench_ingest_reports_the_ratio(capsys):
+    argv = ["bench", "ingest", "--json", "--episodes", "2", "--copies", "3", "--repeats", "1", "--image-size", "32"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("ingest_mb_per_s", "raw_read_mb_per_s", "ratio", "transitions_per_s"):
+        assert report[key] > 0, key
+    assert report["ratio"] == pytest.approx(report["ingest_mb_per_s"] / report["raw_read_mb_per_s"])
+    assert report["transitions"] == 6 and report["messages"] == 6 * 7
