@@ -224,3 +224,22 @@ def test_learned_policy_decisions_are_deterministic_per_seed():
         policy.act(Observation(np.zeros((32, 32, 3), np.uint8), BOUNDS, np.random.default_rng(0)))
     with pytest.raises(ValueError, match="uint8"):
         policy.act(Observation(np.zeros((64, 64, 3), np.float32), BOUNDS, np.random.default_rng(0)))
+
+
+def test_attention_prior_looks_where_the_grasp_projects(sim_config):
+    """The prior of the default Q-network peaks at the feature cell that holds the grasp point's
+    image projection under the nominal camera (config/camera.yaml)."""
+    from rlcg.sim.camera import TablePlaneProjector
+
+    cfg = QNetConfig.for_world(sim_config)
+    net = QNetwork(cfg)
+    proj = TablePlaneProjector(sim_config.camera)
+    grasps = torch.tensor([[[0.50, 0.10, 0.0, 0.0], [0.70, -0.10, 1.0, 0.0], [0.60, 0.0, -1.0, 0.0]]])
+    cells = net.attention_prior(grasps)[0].argmax(-1)
+    m = cfg.merge_size
+    for grasp, cell in zip(grasps[0], cells):
+        u, v = proj.project(np.array([[grasp[0].item(), grasp[1].item(), cfg.prior_height]]))[0]
+        assert (int(cell) // m, int(cell) % m) == (int(v * m / 64), int(u * m / 64))
+    # the learned correction starts at zero: the initial attention is the prior itself
+    a = torch.zeros(1, 1, cfg.action_features)
+    assert torch.count_nonzero(net.where(a)) == 0

@@ -197,4 +197,20 @@ class ScriptedPolicy:
         return Decision(clip_to_bounds(base + noise, obs.bounds))
 
 
+class ExploringPolicy:
+    """Epsilon-greedy exploration for on-policy data: with probability ``epsilon`` a decision is
+    random (uniform over the workspace), otherwise it is the wrapped policy's."""
+
+    def __init__(self, policy: Policy, epsilon: float):
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"exploration epsilon must be within [0, 1], got {epsilon}")
+        self.policy, self.epsilon = policy, epsilon
+        self.name = policy.name
+
+    def act(self, obs: Observation) -> Decision:
+        if obs.rng.random() < self.epsilon:
+            return RandomPolicy().act(obs)
+        return self.policy.act(obs)
+
+
 SCRIPTED_POLICIES = {"random": RandomPolicy, "oracle": OraclePolicy, "scripted": ScriptedPolicy}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
-from rlcg.policies import SCRIPTED_POLICIES, Observation, Policy
+from rlcg.policies import SCRIPTED_POLICIES, ExploringPolicy, Observation, Policy
 from rlcg.sim.domains import Domain, load_domain
 from rlcg.sim.world import GraspAction, ThreeBinWorld
 
@@ -88,6 +88,7 @@ class RolloutSpec:
     split: str = "train"
     image_size: int | None = None
     attempts: int = 1
+    explore: float = 0.0  # epsilon of epsilon-greedy exploration (random grasps), for on-policy data
     device: str = "cpu"
     base_seed: int = 0
     episodes: int = 1
@@ -125,12 +126,16 @@ def _init_worker(spec: RolloutSpec) -> None:
     domain = spec.domain if isinstance(spec.domain, Domain) else load_domain(spec.domain)
     world = ThreeBinWorld(domain=domain, bins=spec.bins, split=spec.split, image_size=spec.image_size)
     world.preload_objects()
-    _WORKER.update(world=world, policy=make_policy(spec.policy, spec.device), spec=spec)
+    policy = make_policy(spec.policy, spec.device)
+    if spec.explore > 0:
+        policy = ExploringPolicy(policy, spec.explore)
+    _WORKER.update(world=world, policy=policy, spec=spec)
 
 
 def _run_seed(seed: int) -> Episode:
     spec: RolloutSpec = _WORKER["spec"]
-    return run_episode(_WORKER["world"], _WORKER["policy"], seed, spec.attempts, _policy_label(spec.policy))
+    label = _policy_label(spec.policy) + (f"+explore{spec.explore:g}" if spec.explore else "")
+    return run_episode(_WORKER["world"], _WORKER["policy"], seed, spec.attempts, label)
 
 
 def _policy_label(spec: str) -> str:

@@ -134,7 +134,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
         torch.set_num_threads(args.threads)
     sim_data, (h, _) = _open(sim_specs, "--sim-data")
     sim = SimConfig.load(image_size=h)
-    qcfg = QNetConfig(image_size=h, bounds=sim.robot.workspace)
+    qcfg = QNetConfig.for_world(sim)
     prov = {"provenance": provenance(seed=args.seed)}
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out / "tb"))
@@ -150,7 +150,6 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 qcfg,
                 sim_data,
                 out / "policy",
-                camera=sim.camera,
                 device=device,
                 resume=args.resume,
                 provenance=prov,
@@ -175,7 +174,6 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 resume=args.resume,
                 init_q=args.init_q,
                 provenance=prov,
-                camera=sim.camera,
             )
             try:
                 trainer.fit(progress=progress, writer=writer)
@@ -230,7 +228,7 @@ def cmd_bench_train(args) -> int:
             )
 
     sim = SimConfig.load()
-    qcfg = QNetConfig(bounds=sim.robot.workspace)
+    qcfg = QNetConfig.for_world(sim)
     report: dict = {"batch_size": args.batch_size, "image_size": 64, "threads": torch.get_num_threads(), "devices": {}}
     for device in devices:
         rates = {}

@@ -249,7 +249,6 @@ class RLCycleGANTrainer:
         resume: bool = False,
         init_q: str | Path | None = None,
         provenance: dict[str, Any] | None = None,
-        camera=None,
     ):
         if config.method not in GAN_METHODS:
             raise RlcgError(f"method {config.method!r} is not a GAN method ({', '.join(GAN_METHODS)})")
@@ -259,7 +258,6 @@ class RLCycleGANTrainer:
         self.out = Path(out)
         self.sim_data, self.real_data = sim_data, real_data
         self.provenance = provenance or {}
-        self.camera = camera
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         gens, discs = Generators(config), Discriminators(config)
         init_weights(gens)
@@ -354,7 +352,6 @@ class RLCycleGANTrainer:
             self.out / "policy",
             _unwrap(self.qs).Q_real,
             self.cfg.target_cem,
-            self.camera,
             extra={"training": {"method": self.cfg.method, "steps_done": self.step, **self.provenance}},
         )
 

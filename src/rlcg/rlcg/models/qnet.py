@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from rlcg.sim.camera import TablePlaneProjector
-from rlcg.sim.config import CameraConfig, WorkspaceBounds
+from rlcg.sim.config import CameraConfig, SimConfig, WorkspaceBounds
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,12 @@ class QNetConfig:
     camera: CameraConfig | None = None
     prior_height: float = 0.04  # base-frame height of the projected grasp point (m)
     prior_sigma: float = 0.75  # width of the prior, in feature-map cells
+
+    @classmethod
+    def for_world(cls, sim: SimConfig, **overrides) -> QNetConfig:
+        """The Q-network for a world config: its image size, workspace bounds and nominal camera."""
+        base = {"image_size": sim.camera.width, "bounds": sim.robot.workspace, "camera": sim.camera}
+        return cls(**{**base, **overrides})
 
     @property
     def action_features(self) -> int:

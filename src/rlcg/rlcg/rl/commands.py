@@ -162,7 +162,7 @@ def cmd_train_q(args) -> int:
         raise CommandError(f"images must be square, got {w}x{h}")
     sim = SimConfig.load(image_size=h)
     cem = CEMConfig(*args.cem)
-    qcfg = QNetConfig(image_size=h, channels=tuple(args.channels), use_z=args.use_z, bounds=sim.robot.workspace)
+    qcfg = QNetConfig.for_world(sim, channels=tuple(args.channels), use_z=args.use_z)
     tcfg = QTrainConfig(
         steps=args.steps,
         batch_size=args.batch_size,
@@ -185,7 +185,6 @@ def cmd_train_q(args) -> int:
         data,
         out,
         cem=cem,
-        camera=sim.camera,
         device=args.device,
         resume=args.resume,
         provenance={"provenance": prov},
@@ -327,7 +326,7 @@ def cmd_bench_train_q(args) -> int:
     import tempfile
 
     sim = SimConfig.load(image_size=args.image_size)
-    qcfg = QNetConfig(image_size=args.image_size, bounds=sim.robot.workspace)
+    qcfg = QNetConfig.for_world(sim)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = QTOptTrainer(
             QTrainConfig(steps=args.steps, batch_size=args.batch_size),

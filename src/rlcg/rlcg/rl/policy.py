@@ -38,19 +38,22 @@ class LearnedPolicy:
         cem: CEMConfig | None = None,
         device: str | torch.device = "cpu",
         name: str = "learned",
-        camera: CameraConfig | None = None,
         floor_z: float = 0.02,
     ):
         self.device = torch.device(device)
         self.qnet = qnet.to(self.device).eval()
         self.cem = cem or CEMConfig()
         self.name = name
-        self.camera = camera
         self.floor_z = floor_z
 
     @property
     def bounds(self) -> WorkspaceBounds:
         return self.qnet.config.bounds
+
+    @property
+    def camera(self) -> CameraConfig | None:
+        """The nominal camera the Q-network was trained with (its attention prior and heatmaps)."""
+        return self.qnet.config.camera
 
     @property
     def image_size(self) -> int:
@@ -123,24 +126,17 @@ class LearnedPolicy:
         return np.where(inside, grid[ix, iy], np.nan)
 
 
-def policy_config(qnet: QNetwork, cem: CEMConfig, camera: CameraConfig | None, extra: dict | None = None) -> dict:
+def policy_config(qnet: QNetwork, cem: CEMConfig, extra: dict | None = None) -> dict:
     cfg: dict[str, Any] = {"qnet": to_dict(qnet.config), "cem": to_dict(cem)}
-    if camera is not None:
-        cfg["camera"] = to_dict(camera)
     if extra:
         cfg.update(extra)
     return cfg
 
 
 def save_policy(
-    path: str | Path,
-    qnet: QNetwork,
-    cem: CEMConfig,
-    camera: CameraConfig | None = None,
-    extra: dict | None = None,
-    train_state: Any = None,
+    path: str | Path, qnet: QNetwork, cem: CEMConfig, extra: dict | None = None, train_state: Any = None
 ) -> Path:
-    return save_checkpoint(path, POLICY_KIND, policy_config(qnet, cem, camera, extra), qnet.state_dict(), train_state)
+    return save_checkpoint(path, POLICY_KIND, policy_config(qnet, cem, extra), qnet.state_dict(), train_state)
 
 
 def qnet_from_config(cfg: dict) -> QNetwork:
@@ -159,6 +155,14 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", cem: CEMCo
     except (RuntimeError, KeyError, ValueError) as exc:
         raise CheckpointError(f"{ckpt}: weights do not match the network in config.json ({exc})") from exc
     cem_cfg = cem or from_dict(CEMConfig, config.get("cem", {}), "checkpoint cem config")
-    camera = from_dict(CameraConfig, config["camera"], "checkpoint camera") if "camera" in config else None
     name = "default" if str(path) == "default" else f"checkpoint:{ckpt.name}"
-    return LearnedPolicy(qnet, cem_cfg, device=device, name=name, camera=camera)
+    return LearnedPolicy(qnet, cem_cfg, device=device, name=name)
+
+
+def export_policy(src: str | Path, dst: str | Path, note: str = "") -> Path:
+    """Copy a policy checkpoint without its training state (optimizer moments, target network),
+    e.g. to ship it: the result holds only config.json and the Q-network's weights."""
+    config, weights, _ = load_checkpoint(src, kind=POLICY_KIND)
+    if note:
+        config = {**config, "note": note}
+    return save_checkpoint(dst, POLICY_KIND, config, weights)

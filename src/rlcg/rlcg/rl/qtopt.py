@@ -24,7 +24,6 @@ from rlcg.models.qnet import QNetConfig, QNetwork, count_parameters
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import load_checkpoint, load_optimizer_state
 from rlcg.rl.policy import POLICY_KIND, LearnedPolicy, save_policy
-from rlcg.sim.config import CameraConfig
 
 
 class Batch(Protocol):
@@ -154,7 +153,6 @@ class QTOptTrainer:
         data: WeightedSources,
         out: str | Path,
         cem: CEMConfig | None = None,
-        camera: CameraConfig | None = None,
         device: str = "cpu",
         resume: bool = False,
         provenance: dict[str, Any] | None = None,
@@ -164,7 +162,6 @@ class QTOptTrainer:
         self.out = Path(out)
         self.device = torch.device(device)
         self.cem = cem or CEMConfig()
-        self.camera = camera
         self.provenance = provenance or {}
         torch.manual_seed(config.seed)
         self.qnet = QNetwork(qnet_config).to(self.device).to(memory_format=torch.channels_last)
@@ -215,7 +212,7 @@ class QTOptTrainer:
             "training": {**to_dict(self.config), "steps_done": self.step, **self.provenance},
             "history": self.history[-200:],
         }
-        return save_policy(self.out, self.qnet, self.cem, self.camera, extra=extra, train_state=self._train_state())
+        return save_policy(self.out, self.qnet, self.cem, extra=extra, train_state=self._train_state())
 
     # ------------------------------------------------------------------ training
     def train_step(self) -> dict[str, float]:
@@ -245,7 +242,7 @@ class QTOptTrainer:
         }
 
     def policy(self) -> LearnedPolicy:
-        return LearnedPolicy(copy.deepcopy(self.qnet).eval(), self.cem, device=self.device, camera=self.camera)
+        return LearnedPolicy(copy.deepcopy(self.qnet).eval(), self.cem, device=self.device)
 
     def evaluate(self, episodes: int, domain: str, seed: int = 1000) -> float:
         from rlcg.rollout import episode_seed, run_episode

@@ -78,6 +78,10 @@ def register(sub) -> None:
     p.add_argument(
         "--max-episodes-per-bag", type=positive_int, default=None, help="start a new bag after this many episodes"
     )
+    p.add_argument("--max-bag-mb", type=float, default=None, help="start a new bag after this many megabytes")
+    p.add_argument(
+        "--explore", type=float, default=0.0, help="probability of a random grasp instead of the policy's (default: 0)"
+    )
     p.set_defaults(handler=cmd_collect)
 
     p = sub.add_parser(
@@ -131,6 +135,7 @@ def _spec_from_args(args, default_split: str | None = None):
         split=split,
         image_size=args.image_size,
         attempts=args.attempts,
+        explore=getattr(args, "explore", 0.0),
         device=args.device,
         base_seed=args.seed,
         episodes=args.episodes,

@@ -349,7 +349,7 @@ class DomainSample:
         if ss.jpeg_quality is not None:
             buf = io.BytesIO()
             Image.fromarray(image).save(buf, format="JPEG", quality=ss.jpeg_quality)
-            image = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            image = np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         transform = self.domain.transform()
         if transform is not None:
             out = transform(image, rng)
