@@ -130,31 +130,23 @@ def _train(
     init_q: Path | None = None,
     real_rl: bool = False,
 ) -> Path:
-    from rlcg.gan.commands import train_method
+    from rlcg.gan.commands import add_train_args, train_method
 
     policy = run / "policy"
     if (run / ".complete").exists():
         return policy
     q_only = method in ("sim-only", "randomized-sim")
-    args = argparse.Namespace(
-        steps=preset.q_steps if q_only else preset.gan_steps,
-        batch_size=preset.q_batch if q_only else preset.gan_batch,
-        real_rl=real_rl,
-        init_q=str(init_q) if init_q and not q_only else None,
-        gen_width=preset.gen_width,
-        gen_blocks=preset.gen_blocks,
-        gan_loss="lsgan",
-        cycle_loss="mse",
-        lambda_gan=1.0,
-        lambda_cycle=10.0,
-        lambda_rl_scene=10.0,
-        lambda_rl=1.0,
-        bf16=False,
-        seed=seed,
-        device="auto",
-        threads=None,
-        resume=(run / "checkpoint").exists() or (policy / "config.json").exists(),
-    )
+    # The defaults of `rlcg train` (one source for lambdas, generator size, ...), with the preset's sizes.
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parser.parse_args([])
+    args.steps = preset.q_steps if q_only else preset.gan_steps
+    args.batch_size = preset.q_batch if q_only else preset.gan_batch
+    args.q_batch_size = preset.q_batch if q_only else 4 * preset.gan_batch
+    args.real_rl = real_rl
+    args.init_q = str(init_q) if init_q and not q_only else None
+    args.gen_width, args.gen_blocks, args.seed = preset.gen_width, preset.gen_blocks, seed
+    args.resume = (run / "checkpoint").exists() or (policy / "config.json").exists()
     train_method(
         args,
         method,

@@ -22,6 +22,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch (default: 64 Q-only, 8 GAN)")
     p.add_argument("--real-rl", action="store_true", help="Q_real also learns from the real transitions (Table 2)")
     p.add_argument(
+        "--q-batch-size",
+        type=positive_int,
+        default=32,
+        help="transitions per Q update of the GAN methods (default: 32)",
+    )
+    p.add_argument(
         "--init-q",
         metavar="CKPT",
         default=None,
@@ -108,6 +114,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         method=method,
         steps=steps,
         batch_size=batch,
+        q_batch_size=max(args.q_batch_size, batch),
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
         weights=LossWeights(

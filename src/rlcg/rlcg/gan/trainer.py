@@ -65,6 +65,7 @@ class GanTrainConfig:
     method: Literal["gan", "cyclegan", "rl-cyclegan"] = "rl-cyclegan"
     steps: int = 2000
     batch_size: int = 8
+    q_batch_size: int = 32  # transitions per Q update: the GAN batch plus sim samples translated without gradients
     lr_gan: float = 2e-4  # CycleGAN (Adam, betas 0.5, 0.999)
     lr_q: float = 5e-4
     gan_objective: Literal["lsgan", "bce"] = "lsgan"
@@ -356,10 +357,10 @@ class RLCycleGANTrainer:
         )
 
     # ------------------------------------------------------------------ one step
-    def _batch(self, data: WeightedSources) -> dict[str, torch.Tensor]:
+    def _batch(self, data: WeightedSources, size: int | None = None) -> dict[str, torch.Tensor]:
         from rlcg.rl.qtopt import batch_tensors
 
-        return batch_tensors(data.sample(self.cfg.batch_size, self.rng), self.device)
+        return batch_tensors(data.sample(size or self.cfg.batch_size, self.rng), self.device)
 
     def generator_loss(self, sim, real) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
         """lambda_GAN L_GAN (generator side) + lambda_cycle L_cyc + lambda_RL-scene L_RL-scene; the
@@ -404,8 +405,26 @@ class RLCycleGANTrainer:
         return self.discs(y, fake_y, x if self.cfg.uses_f else None, fake_x)
 
     def q_loss(self, sim, real, out) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """lambda_RL L_RL(Q) = E d(Q(x, a), r + gamma V(x')) on detached images, for every Q term."""
-        loss, parts = self.qs(self._td_terms(sim, real, out), self.cfg.td_distance)
+        """lambda_RL L_RL(Q) = E d(Q(x, a), r + gamma V(x')) on detached images, for every Q term.
+
+        The Q-networks see ``q_batch_size`` transitions per step: the GAN batch plus more sim
+        transitions translated by the current generators without gradients (cheap next to a
+        generator update), so that Q learns at its own pace while the GAN trains with small batches."""
+        translated = {k: v.detach().float() for k, v in out.items() if k in ("G(x)", "F(G(x))")}
+        extra = self.cfg.q_batch_size - self.cfg.batch_size
+        if extra > 0:
+            more = self._batch(self.sim_data, extra)
+            with torch.no_grad():
+                gens = _unwrap(self.gens)
+                more_out = {"G(x)": gens.G(to_gan_range(more["image"]))}
+                if gens.F is not None:
+                    more_out["F(G(x))"] = gens.F(more_out["G(x)"])
+            sim = {k: torch.cat([sim[k], more[k]]) for k in sim}
+            translated = {k: torch.cat([v, more_out[k].float()]) for k, v in translated.items()}
+            if self.cfg.real_rl:
+                more_real = self._batch(self.real_data, extra)
+                real = {k: torch.cat([real[k], more_real[k]]) for k in real}
+        loss, parts = self.qs(self._td_terms(sim, real, translated), self.cfg.td_distance)
         return self.cfg.weights.rl * loss, parts
 
     def train_step(self) -> dict[str, float]:
@@ -439,7 +458,7 @@ class RLCycleGANTrainer:
         self._last = {"x": x, "y": y, **{k: v.detach() for k, v in out.items()}}
         return stats
 
-    def _td_terms(self, sim, real, out) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _td_terms(self, sim, real, translated) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
         cfg, targets = self.cfg, self.q_targets
 
         def y_of(net: QNetwork, batch, next_images) -> torch.Tensor:
@@ -453,13 +472,13 @@ class RLCycleGANTrainer:
         if live.any():
             with torch.no_grad():
                 g_next = to_q_range(_unwrap(self.gens).G(to_gan_range(sim["next_image"])))
-        gx = to_q_range(out["G(x)"].detach().float())
+        gx = to_q_range(translated["G(x)"])
         terms = [("Q_real", gx, sim["action"], y_of(targets.Q_real, sim, g_next))]
         if cfg.uses_q_sim:
             y_sim = y_of(targets.Q_sim, sim, sim["next_image"])
             terms.append(("Q_sim", sim["image"], sim["action"], y_sim))
             # the paper's caption: Q_sim also learns on the cycled image F(G(x)) with the sim action
-            terms.append(("Q_sim:cycled", to_q_range(out["F(G(x))"].detach().float()), sim["action"], y_sim))
+            terms.append(("Q_sim:cycled", to_q_range(translated["F(G(x))"]), sim["action"], y_sim))
         if cfg.real_rl:
             terms.append(("Q_real:real", real["image"], real["action"], y_of(targets.Q_real, real, real["next_image"])))
         return terms

@@ -26,6 +26,7 @@ class QNetConfig:
     image_size: int = 64
     channels: tuple[int, ...] = (32, 64, 64)  # stem, then one entry per stride-2 stage
     merge_size: int = 16  # spatial size of the feature map the action is fused with
+    extra_convs: int = 2  # 3x3 convolutions at the merge resolution: receptive field over whole objects
     head_channels: int = 32
     hidden: int = 64
     use_z: bool = False  # whether the action's z offset is an input (and searched by CEM)
@@ -79,6 +80,7 @@ class QNetwork(nn.Module):
             cout = c[min(i + 1, len(c) - 1)]
             layers += [conv(cin, cin), conv(cin, cout, stride=2)]
             cin = cout
+        layers += [conv(cin, cin) for _ in range(config.extra_convs)]
         layers.append(nn.AdaptiveAvgPool2d(config.merge_size))
         self.encoder = nn.Sequential(*layers)
         self.feature_channels = cin
