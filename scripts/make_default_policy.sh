@@ -1,45 +1,57 @@
 #!/usr/bin/env bash
 # Makes the learned default policy shipped in src/rlcg/rlcg/assets/default_policy, from scratch, on CPU:
-#   16k offline grasps (scripted + random) -> train-q -> 8k on-policy grasps -> train-q
-#   -> 6k on-policy grasps -> train-q: 30k simulated grasp attempts in all (the policy issue's budget).
+#   16k offline grasp episodes (scripted + random) -> train-q -> 8k on-policy episodes -> train-q,
+#   24k episodes in all (within the policy issue's budget of 30k simulated grasp attempts).
 # The run that made the shipped checkpoint, with its timings and results: docs/results.md.
 # Usage (from the repository root, venv active): scripts/make_default_policy.sh [WORK_DIR]
-#   WORK_DIR defaults to runs/default-policy and must not exist yet. SEED, WORKERS, STEPS override.
+#   WORK_DIR defaults to runs/default-policy. Re-running with the same WORK_DIR skips the steps that
+#   finished (a .done-STEP marker each) and resumes an interrupted training. SEED, WORKERS, STEPS override.
 set -euo pipefail
 WORK=${1:-runs/default-policy}
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-2}
 STEPS=${STEPS:-6000}
 ASSET=src/rlcg/rlcg/assets/default_policy
-if [ -e "$WORK" ]; then echo "$WORK exists; choose another directory" >&2; exit 2; fi
 mkdir -p "$WORK"
 exec > >(tee -a "$WORK/log.txt") 2>&1
 echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, $(date -u +%FT%TZ)"
-set -x
+
+step() {  # NAME COMMAND...: runs once per WORK_DIR
+  local name=$1; shift
+  if [ -e "$WORK/.done-$name" ]; then echo "$name: done before, skipped"; return; fi
+  echo "$name: start $(date -u +%FT%TZ)"
+  "$@"
+  touch "$WORK/.done-$name"
+  echo "$name: done after $SECONDS s"
+}
 
 collect() {  # NAME POLICY EPISODES SEED_OFFSET [extra collect args]
   local name=$1 policy=$2 n=$3 off=$4; shift 4
+  rm -rf "$WORK/bags/$name" "$WORK/data/$name"  # an interrupted collection starts again
   rlcg collect --policy "$policy" --episodes "$n" --seed $((SEED + off)) --workers "$WORKERS" --objects train \
       --out "$WORK/bags/$name" "$@"
   rlcg data ingest "$WORK/bags/$name" --out "$WORK/data/$name"
 }
 
+train() {  # OUT STEPS DATA...
+  local out=$1 steps=$2; shift 2
+  local resume=(); [ -e "$WORK/$out" ] && resume=(--resume)
+  rlcg train-q --data "$@" --steps "$steps" --seed "$SEED" --out "$WORK/$out" "${resume[@]}"
+}
+
 SECONDS=0
-collect scripted scripted 12000 1
-collect random random 4000 2
-rlcg train-q --data "$WORK/data/scripted" "$WORK/data/random:0.3" --steps "$STEPS" --seed "$SEED" --out "$WORK/round1"
-collect onpolicy1 "$WORK/round1" 8000 3 --explore 0.2
-rlcg train-q --data "$WORK/data/scripted" "$WORK/data/random:0.3" "$WORK/data/onpolicy1" --steps "$STEPS" \
-    --seed "$SEED" --out "$WORK/round2"
-collect onpolicy2 "$WORK/round2" 6000 4 --explore 0.1
-rlcg train-q --data "$WORK/data/scripted" "$WORK/data/random:0.3" "$WORK/data/onpolicy1" "$WORK/data/onpolicy2" \
-    --steps $((STEPS * 4 / 3)) --seed "$SEED" --out "$WORK/round3"
+OFFLINE=("$WORK/data/scripted" "$WORK/data/random:0.3")
+step scripted collect scripted scripted 12000 1
+step random collect random random 4000 2
+step round1 train round1 "$STEPS" "${OFFLINE[@]}"
+step onpolicy1 collect onpolicy1 "$WORK/round1" 8000 3 --explore 0.2
+step round2 train round2 "$STEPS" "${OFFLINE[@]}" "$WORK/data/onpolicy1"
 echo "collection and training: $SECONDS s"
 python -c "import sys; from rlcg.rl.policy import export_policy; export_policy(*sys.argv[1:])" \
-    "$WORK/round3" "$ASSET" "made by scripts/make_default_policy.sh (seed $SEED)"
-rlcg eval --policy "$ASSET" --domain sim --episodes 300 --workers "$WORKERS" --json | tee "$WORK/eval_sim.json"
-rlcg eval --policy "$ASSET" --domain sim --bins multi --episodes 300 --workers "$WORKERS" --json \
-    | tee "$WORK/eval_sim_multi.json"
-rlcg eval --policy "$ASSET" --domain pseudo-real --episodes 300 --workers "$WORKERS" --json \
-    | tee "$WORK/eval_pseudo_real.json"
+    "$WORK/round2" "$ASSET" "made by scripts/make_default_policy.sh (seed $SEED)"
+for spec in "sim single" "sim multi" "pseudo-real single"; do
+  set -- $spec
+  rlcg eval --policy "$ASSET" --domain "$1" --bins "$2" --episodes 300 --workers "$WORKERS" --json \
+      | tee "$WORK/eval_$1_$2.json"
+done
 echo "total: $SECONDS s"
