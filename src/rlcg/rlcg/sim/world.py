@@ -33,6 +33,22 @@ from rlcg.sim.geometry import Pose2D, matrix_from_quat, quat_from_matrix, rot_z,
 BinsMode = Literal["single", "multi"]
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """PyBullet's C code prints "argv[0]=" to fd 1 on connect; send it to stderr so that the JSON
+    printed by --json commands stays the only thing on stdout."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 class InvalidActionError(RlcgError, ValueError):
     """A grasp pose outside the workspace bounds, or not finite. Nothing was executed."""
 
@@ -155,7 +171,8 @@ class ThreeBinWorld:
         self.object_ids = objset.object_ids(self.config.world.objects, split)
         self._objects_root = objset.objects_root(self.config.world.objects)
         self._urdf = expand_robot_urdf(self.config)
-        self.client = BulletClient(connection_mode=pb.DIRECT)
+        with _stdout_to_stderr():
+            self.client = BulletClient(connection_mode=pb.DIRECT)
         self.scene: Scene | None = None
         self._single_hull = os.environ.get("RLCG_HULL", "1") == "1"
         self.appearance: DomainSample | None = None
