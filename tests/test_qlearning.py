@@ -243,3 +243,18 @@ def test_attention_prior_looks_where_the_grasp_projects(sim_config):
     # the learned correction starts at zero: the initial attention is the prior itself
     a = torch.zeros(1, 1, cfg.action_features)
     assert torch.count_nonzero(net.where(a)) == 0
+
+
+def test_shipped_default_policy_is_small_and_grasps():
+    """The checkpoint `rlcg sim` runs out of the box: under 5 MB, loads, and grasps held-out objects
+    far more often than the random policy (about 21%) on fixed evaluation scenes."""
+    from rlcg.rl.policy import default_policy_path
+    from rlcg.rollout import RolloutSpec, rollout
+
+    files = [p for p in default_policy_path().iterdir() if p.is_file()]
+    assert "config.json" in {p.name for p in files} and any(p.suffix == ".safetensors" for p in files)
+    assert sum(p.stat().st_size for p in files) < 5 * 2**20
+    assert load_policy("default").name == "default"
+    spec = RolloutSpec(domain="sim", policy="default", split="test", base_seed=1000, episodes=12)
+    summary = rollout(spec, None, workers=1, progress=False)
+    assert summary.successes >= 8, f"{summary.successes}/12"

@@ -49,17 +49,17 @@ PRESETS = {
         eval_episodes=8,
         real_rl_fractions=(0.5, 1.0),
     ),
-    # The full run reported in docs/results.md, sized to about 40 minutes on 2 otherwise idle CPU cores (the machines
+    # The full run reported in docs/results.md, sized to about 30 minutes on 2 otherwise idle CPU cores (the machines
     # this project is developed on); --sim-episodes/--real-episodes scale the data up where time allows.
     "paper": TransferPreset(
-        sim_episodes=2000,
-        real_episodes=600,
-        randomized_episodes=2000,
-        q_steps=1500,
-        gan_steps=600,
+        sim_episodes=1500,
+        real_episodes=500,
+        randomized_episodes=1500,
+        q_steps=1000,
+        gan_steps=400,
         q_batch=64,
         gan_batch=8,
-        eval_episodes=200,
+        eval_episodes=150,
         real_rl_fractions=(0.25, 0.5, 1.0),
     ),
 }
