@@ -69,7 +69,7 @@ def test_encode_once_head_matches_full_forward():
     assert torch.allclose(fast, slow, atol=1e-5)
 
 
-@pytest.mark.parametrize("size", [64, 128])
+@pytest.mark.parametrize("size", [64, 128, 472])
 def test_network_sizes(size):
     net = QNetwork(QNetConfig(image_size=size))
     out = net(as_image_tensor(np.zeros((3, size, size, 3), np.uint8)), torch.zeros(3, 4))

@@ -45,6 +45,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint directory to write")
     p.add_argument("--steps", type=positive_int, default=3000, help="gradient steps (default: 3000)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument(
+        "--checkpoint-every", type=positive_int, default=1000, help="save the run every N steps (default: 1000)"
+    )
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=["mse", "bce"], default="bce", help="TD distance d (default: bce, QT-Opt)")
@@ -71,12 +74,11 @@ def register(sub) -> None:
     p = sub.add_parser(
         "eval",
         help="success rate of a policy in a domain (fixed evaluation seeds, held-out objects)",
-        description="Evaluate a policy: success rate with its 95%% Wilson interval, overall and per bin. Uses "
+        description="Evaluate a policy: success rate with its 95% Wilson interval, overall and per bin. Uses "
         f"the held-out test objects and evaluation seed {EVAL_SEED} unless told otherwise, so policies are "
         "compared on the same scenes.",
     )
-    add_world_args(p, default_policy="default")
-    p.set_defaults(seed=EVAL_SEED, objects="test")
+    add_world_args(p, default_policy="default", default_objects="test", default_seed=EVAL_SEED)
     p.add_argument("--json", action="store_true")
     p.add_argument("--record", metavar="DIR", default=None, help="also record the episodes as rosbag2 into DIR")
     p.set_defaults(handler=cmd_eval)
@@ -174,6 +176,7 @@ def cmd_train_q(args) -> int:
         seed=args.seed,
         eval_every=args.eval_every,
         eval_episodes=args.eval_episodes if args.eval_every else 0,
+        checkpoint_every=args.checkpoint_every,
     )
     out = Path(args.out)
     if (out / "config.json").exists() and not args.resume:

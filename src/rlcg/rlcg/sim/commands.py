@@ -25,7 +25,12 @@ def image_size(text: str) -> int:
     return value
 
 
-def add_world_args(p: argparse.ArgumentParser, default_policy: str = "default") -> None:
+def add_world_args(
+    p: argparse.ArgumentParser,
+    default_policy: str = "default",
+    default_objects: str | None = None,
+    default_seed: int = 0,
+) -> None:
     p.add_argument("--domain", default="sim", help="built-in domain (sim, randomized, pseudo-real) or a domain YAML")
     p.add_argument("--policy", default=default_policy, help=POLICY_HELP + f" (default: {default_policy})")
     p.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
@@ -35,13 +40,20 @@ def add_world_args(p: argparse.ArgumentParser, default_policy: str = "default") 
         default="single",
         help="single: always the centre bin; multi: the robot is placed before a random bin",
     )
-    p.add_argument("--seed", type=int, default=0, help="base seed; episode i uses a seed derived from it")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=default_seed,
+        help=f"base seed; episode i uses a seed derived from it (default: {default_seed})",
+    )
     p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default: 1)")
     p.add_argument(
         "--objects",
         choices=["train", "test", "all"],
-        default=None,
-        help="object split (default: test for learned policies, train otherwise)",
+        default=default_objects,
+        help="object split (default: "
+        + (default_objects or "test for learned policies, train for random, scripted and oracle")
+        + ")",
     )
     p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: config, 64)")
     p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
@@ -53,7 +65,7 @@ def register(sub) -> None:
     p = sub.add_parser(
         "sim",
         help="run the world with a policy and report the success rate (the main job)",
-        description="Run the PyBullet three-bin world with a policy; print the success rate with its 95%% "
+        description="Run the PyBullet three-bin world with a policy; print the success rate with its 95% "
         "Wilson interval, overall and per bin.",
     )
     add_world_args(p)
@@ -66,7 +78,7 @@ def register(sub) -> None:
         help="collect episodes into rosbag2 files",
         description="Collect grasping episodes with a policy in a domain and record them as rosbag2 (MCAP).",
     )
-    add_world_args(p, default_policy="scripted")
+    add_world_args(p, default_policy="scripted", default_objects="train")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory (must not hold a bag already)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage (default: mcap)")
     p.add_argument(
