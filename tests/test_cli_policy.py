@@ -85,3 +85,69 @@ def test_train_q_resumes_after_sigkill(tmp_path):
     start = int(done.stdout.split("from step ")[1].split()[0])
     assert 0 < start < 60 and start % 5 == 0
     assert "saved" in done.stdout and "(step 60," in done.stdout
+
+
+def _rlcg(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "rlcg.cli", *args]
+
+
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory):
+    bag = tmp_path_factory.mktemp("bags") / "sim"
+    assert main(["collect", "--policy", "scripted", "--episodes", "6", "--out", str(bag), "--no-progress"]) == 0
+    return str(bag)
+
+
+def test_rl_cyclegan_train_resumes_after_sigkill(small_bag, tmp_path):
+    """`rlcg train` killed (SIGKILL) after its first checkpoint continues with --resume."""
+    import signal
+    import subprocess
+    import time
+
+    from rlcg.rl.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    cmd = _rlcg("train", "--method", "rl-cyclegan", "--sim-data", small_bag, "--real-data", small_bag)
+    cmd += ["--out", str(run), "--checkpoint-every", "1", "--threads", "1", "--no-progress"]
+    proc = subprocess.Popen([*cmd, "--steps", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not (run / "checkpoint" / "config.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, _, state = load_checkpoint(run / "checkpoint", with_train_state=True)
+    killed_at = int(state["step"])
+    assert 1 <= killed_at < 4
+
+    done = subprocess.run(
+        [*cmd, "--steps", str(killed_at + 2), "--resume"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    _, _, state = load_checkpoint(run / "checkpoint", with_train_state=True)
+    assert int(state["step"]) == killed_at + 2
+    assert (run / "policy" / "config.json").is_file()
+
+
+@pytest.mark.slow
+def test_train_runs_unchanged_under_torchrun(small_bag, tmp_path):
+    """`torchrun --nproc_per_node 2 -m rlcg.cli train ...`: DistributedDataParallel on gloo."""
+    import os
+    import shutil
+    import socket
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or shutil.which("torchrun")
+    assert torchrun, "torchrun comes with torch"
+    run = tmp_path / "run"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    cmd = [torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", port]
+    cmd += ["-m", "rlcg.cli", "train", "--method", "gan"]
+    cmd += ["--sim-data", small_bag, "--real-data", small_bag, "--out", str(run), "--steps", "2", "--threads", "1"]
+    done = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run / "policy" / "config.json").is_file()

@@ -42,6 +42,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambda-rl-scene", type=float, default=10.0)
     p.add_argument("--lambda-rl", type=float, default=1.0)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument(
+        "--checkpoint-every", type=positive_int, default=None, help="save every N steps (default: 1000 Q-only, 500 GAN)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -124,6 +127,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         generator=GeneratorConfig(width=args.gen_width, blocks=args.gen_blocks),
         seed=args.seed,
         bf16=args.bf16,
+        checkpoint_every=args.checkpoint_every or 500,
     )
 
 
@@ -149,7 +153,12 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
         if method in ("sim-only", "randomized-sim"):
             device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
             device = "cpu" if device == "auto" else device
-            tcfg = QTrainConfig(steps=args.steps or 3000, batch_size=args.batch_size or 64, seed=args.seed)
+            tcfg = QTrainConfig(
+                steps=args.steps or 3000,
+                batch_size=args.batch_size or 64,
+                seed=args.seed,
+                checkpoint_every=args.checkpoint_every or 1000,
+            )
             if (out / "policy" / "config.json").exists() and not args.resume:
                 raise CommandError(f"{out} already holds a trained policy; pass --resume or choose another --out")
             trainer = QTOptTrainer(
