@@ -44,7 +44,7 @@ from rlcg.models.qnet import QNetConfig, QNetwork
 from rlcg.rl.cem import CEMConfig
 from rlcg.rl.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from rlcg.rl.policy import save_policy
-from rlcg.rl.qtopt import WeightedSources, polyak_update, td_loss, td_targets
+from rlcg.rl.qtopt import WeightedSources, flush_subnormals, polyak_update, td_loss, td_targets
 
 GAN_METHODS = ("gan", "cyclegan", "rl-cyclegan")
 Q_ONLY_METHODS = ("sim-only", "randomized-sim")
@@ -260,6 +260,7 @@ class RLCycleGANTrainer:
         self.sim_data, self.real_data = sim_data, real_data
         self.provenance = provenance or {}
         torch.manual_seed(config.seed)  # identical initial weights on every rank
+        flush_subnormals()
         gens, discs = Generators(config), Discriminators(config)
         init_weights(gens)
         init_weights(discs)
