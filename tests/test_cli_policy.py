@@ -59,18 +59,15 @@ def test_bench_train_reports_every_method(capsys):
         assert rates[f"{method}_steps_per_s"] > 0, method
 
 
-def test_train_q_resumes_after_sigkill(tmp_path):
+def test_train_q_resumes_after_sigkill(small_bag, tmp_path):
     """A train-q process killed mid-run (SIGKILL: no clean-up) continues with --resume from its
     last checkpoint and reaches the requested step."""
     import signal
     import subprocess
-    import sys
     import time
 
-    bag = tmp_path / "bag"
-    assert main(["collect", "--policy", "scripted", "--episodes", "6", "--out", str(bag), "--no-progress"]) == 0
     ckpt = tmp_path / "q"
-    cmd = [sys.executable, "-m", "rlcg.cli", "train-q", "--data", str(bag), "--out", str(ckpt), "--batch-size", "8"]
+    cmd = _rlcg("train-q", "--data", small_bag, "--out", str(ckpt), "--batch-size", "8")
     cmd += ["--checkpoint-every", "5", "--threads", "1", "--no-progress"]
     proc = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
