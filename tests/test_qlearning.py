@@ -182,11 +182,12 @@ class SideOfTheSquare:
         )
 
 
-def _trainer(tmp_path, steps, resume=False, seed=0):
+def _trainer(tmp_path, steps, resume=False, seed=0, init=None, channels=(16, 32)):
     cfg = QTrainConfig(steps=steps, batch_size=32, lr=5e-4, seed=seed, log_every=10, checkpoint_every=10_000)
     # QT-Opt's broadcast-add fusion: no camera geometry is involved in this synthetic task.
-    qcfg = QNetConfig(image_size=32, channels=(16, 32), merge_size=8, fusion="add")
-    return QTOptTrainer(cfg, qcfg, WeightedSources([(SideOfTheSquare(), 1)]), tmp_path / "run", resume=resume)
+    qcfg = QNetConfig(image_size=32, channels=channels, merge_size=8, fusion="add")
+    data = WeightedSources([(SideOfTheSquare(), 1)])
+    return QTOptTrainer(cfg, qcfg, data, tmp_path / "run", resume=resume, init=init)
 
 
 def test_training_learns_a_learnable_task(tmp_path):
@@ -208,6 +209,30 @@ def test_resume_continues_a_killed_run(tmp_path):
     resumed.fit(progress=False)
     for p, q in zip(straight.qnet.parameters(), resumed.qnet.parameters()):
         assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_init_warm_starts_a_fresh_run_from_a_policy(tmp_path):
+    from rlcg.errors import RlcgError
+
+    first = _trainer(tmp_path / "a", 300)
+    first.fit(progress=False)
+    warm = _trainer(tmp_path / "b", 10, seed=1, init=tmp_path / "a" / "run")
+    assert warm.step == 0
+    for p, q, t in zip(first.qnet.parameters(), warm.qnet.parameters(), warm.target.parameters()):
+        assert torch.equal(p, q) and torch.equal(p, t)
+    cold = _trainer(tmp_path / "c", 10, seed=1)
+    # a warm start already knows the task that a cold one must still learn
+    batch = SideOfTheSquare(seed=1).sample(256, np.random.default_rng(2))
+
+    def accuracy(trainer):
+        with torch.no_grad():
+            image = QNetwork.preprocess(torch.as_tensor(batch.image))
+            logits = trainer.qnet(image, torch.from_numpy(batch.action))
+        return float(((logits > 0).float().numpy() == batch.reward).mean())
+
+    assert accuracy(warm) > accuracy(cold) + 0.2
+    with pytest.raises(RlcgError, match="network differs"):
+        _trainer(tmp_path / "d", 10, init=tmp_path / "a" / "run", channels=(8, 16))
 
 
 def test_learned_policy_decisions_are_deterministic_per_seed():

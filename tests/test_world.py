@@ -167,3 +167,28 @@ def test_grasp_in_empty_space_fails(sim_world):
     sim_world.remove_objects(bin_index=sim_world.scene.bin_index)
     outcome = sim_world.execute(GraspAction(0.6, 0.0, 0.0))
     assert not outcome.success and outcome.grasped_object_id is None
+
+
+def test_collision_hulls_are_simplified_but_keep_the_shape():
+    """Objects collide with a hull of at most hull_points mesh vertices (contacts between big hulls
+    dominate the physics cost); the simplified hull keeps the object's extent."""
+    from pathlib import Path
+
+    import pybullet_data
+
+    from rlcg.sim import textures
+    from rlcg.sim.objects import mesh_vertices
+
+    cfg = SimConfig.load()
+    k = cfg.world.objects.hull_points
+    assert 8 <= k <= 64
+    for oid in (0, 7, 423, 990):
+        mesh = Path(pybullet_data.getDataPath()) / "random_urdfs" / f"{oid:03d}" / f"{oid:03d}.obj"
+        full = mesh_vertices(mesh)
+        hull = mesh_vertices(textures.single_hull_mesh_file(mesh, k))
+        assert len(hull) == min(k, len(full))
+        assert np.array_equal(hull, mesh_vertices(textures.single_hull_mesh_file(mesh, k)))  # deterministic
+        # every simplified point is a mesh vertex, and the extent is kept to within 10%
+        assert all(np.isclose(full, p, atol=1e-5).all(axis=1).any() for p in hull)
+        ext_full, ext_hull = np.ptp(full, axis=0), np.ptp(hull, axis=0)
+        assert np.all(ext_hull >= 0.9 * ext_full), (oid, ext_hull / ext_full)

@@ -48,6 +48,12 @@ def register(sub) -> None:
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=1000, help="save the run every N steps (default: 1000)"
     )
+    p.add_argument(
+        "--init",
+        metavar="CKPT",
+        default=None,
+        help="start from this policy checkpoint's weights (same network); ignored when --resume continues a run",
+    )
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--loss", choices=["mse", "bce"], default="bce", help="TD distance d (default: bce, QT-Opt)")
@@ -181,7 +187,8 @@ def cmd_train_q(args) -> int:
     out = Path(args.out)
     if (out / "config.json").exists() and not args.resume:
         raise CommandError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
-    prov = provenance(argv=["train-q", *[f"{p}:{wt}" for p, wt in args.data]], seed=args.seed)
+    init = [f"init={args.init}"] if args.init else []
+    prov = provenance(argv=["train-q", *[f"{p}:{wt}" for p, wt in args.data], *init], seed=args.seed)
     trainer = QTOptTrainer(
         tcfg,
         qcfg,
@@ -191,6 +198,7 @@ def cmd_train_q(args) -> int:
         device=args.device,
         resume=args.resume,
         provenance={"provenance": prov},
+        init=args.init,
     )
     print(f"{describe(trainer.qnet)}; {len(data):,} transitions; from step {trainer.step} to {tcfg.steps}")
     writer = SummaryWriter(str(out / "tb"))

@@ -164,6 +164,7 @@ class QTOptTrainer:
         device: str = "cpu",
         resume: bool = False,
         provenance: dict[str, Any] | None = None,
+        init: str | Path | None = None,
     ):
         self.config = config
         self.data = data
@@ -183,6 +184,8 @@ class QTOptTrainer:
         self.history: list[dict[str, float]] = []
         if resume and (self.out / "config.json").is_file():
             self._resume()
+        elif init is not None:
+            self._init_from(Path(init))
 
     # ------------------------------------------------------------------ state
     def _train_state(self) -> dict[str, Any]:
@@ -215,6 +218,20 @@ class QTOptTrainer:
         self.generator.set_state(state["torch_generator"])
         self.step = int(state["step"])
         self.history = list(state["history"])
+
+    def _init_from(self, path: Path) -> None:
+        """Start a fresh run from another policy's weights (warm start across data-collection rounds)."""
+        from rlcg.errors import RlcgError
+
+        cfg, weights, _ = load_checkpoint(path, kind=POLICY_KIND)
+        if to_dict(self.qnet.config) != cfg["qnet"]:
+            raise RlcgError(
+                f"{path}: its network differs from this run's (--channels, --use-z, image size); cannot init"
+            )
+        self.qnet.load_state_dict(weights)
+        self.target.load_state_dict(weights)
+        if self.lagged is not None:
+            self.lagged.load_state_dict(weights)
 
     def save(self) -> Path:
         extra = {

@@ -60,6 +60,7 @@ class ObjectsConfig:
     spawn_margin: float = 0.05
     drop_height: tuple[float, float] = (0.01, 0.05)
     settle_steps: int = 120
+    hull_points: int = 48
 
     def validate(self) -> None:
         lo, hi = self.per_bin
@@ -74,6 +75,7 @@ class PhysicsConfig:
     time_step: float = 1.0 / 240.0
     solver_iterations: int = 50
     settle_step_factor: int = 2
+    settle_solver_iterations: int = 50
     gravity: float = -9.81
 
 
@@ -129,6 +131,7 @@ class ExecutorConfig:
     success_height: float = 0.10
     arm_force: float = 300.0
     ik_iterations: int = 100
+    waypoints: int = 10
     contact_stop: bool = True
 
 

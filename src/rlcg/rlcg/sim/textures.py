@@ -111,14 +111,44 @@ def uv_mesh_file(mesh_path: Path, uv_scale: float = 8.0) -> Path:
     return out
 
 
-def single_hull_mesh_file(mesh_path: Path) -> Path:
+def single_hull_mesh_file(mesh_path: Path, max_points: int = 0) -> Path:
     """A copy of an OBJ mesh as one object, so PyBullet collides with its single convex hull
-    instead of a compound of the convex parts the file lists."""
-    out = _cache_dir() / f"hull-{hashlib.sha1(str(mesh_path).encode()).hexdigest()[:16]}.obj"
+    instead of a compound of the convex parts the file lists.
+
+    With ``max_points`` > 0 the hull is spanned by at most that many of the mesh's vertices,
+    chosen by farthest-point sampling: contact generation between convex hulls costs with the
+    number of their faces, and a few dozen points keep the shape within millimetres.
+    """
+    import os
+
+    key = f"{mesh_path}|{max_points}"
+    out = _cache_dir() / f"hull-{hashlib.sha1(key.encode()).hexdigest()[:16]}.obj"
     if not out.exists():
         with open(mesh_path) as fh:
-            kept = [line for line in fh if line.startswith(("v ", "f "))]
-        tmp = out.with_suffix(".tmp")
+            lines = fh.readlines()
+        if max_points > 0:
+            verts = np.array([[float(v) for v in ln.split()[1:4]] for ln in lines if ln.startswith("v ")])
+            pts = verts[farthest_points(verts, max_points)]
+            # PyBullet builds the hull from the points of the faces; any triangles through them do.
+            faces = [f"f 1 {i} {i + 1}\n" for i in range(2, len(pts))]
+            kept = [f"v {x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in pts] + faces
+        else:
+            kept = [line for line in lines if line.startswith(("v ", "f "))]
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text("".join(kept))
         tmp.replace(out)
     return out
+
+
+def farthest_points(points: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` points spread over ``points`` (greedy farthest-point sampling, starting
+    from the point farthest from the centroid; deterministic)."""
+    if len(points) <= count:
+        return np.arange(len(points))
+    chosen = [int(np.argmax(np.linalg.norm(points - points.mean(axis=0), axis=1)))]
+    dist = np.linalg.norm(points - points[chosen[0]], axis=1)
+    for _ in range(count - 1):
+        nxt = int(np.argmax(dist))
+        chosen.append(nxt)
+        dist = np.minimum(dist, np.linalg.norm(points - points[nxt], axis=1))
+    return np.array(sorted(chosen))

@@ -214,11 +214,7 @@ class ThreeBinWorld:
         self.scene = Scene(seed=seed, bin_index=bin_index, base_pose=base)
         self._place_robot(base)
         self._spawn_objects(rng)
-        # Dropping and settling needs no fine time resolution: coarser steps halve its cost.
-        phys = self.config.world.physics
-        self.client.setTimeStep(phys.time_step * phys.settle_step_factor)
         self._settle(self.config.world.objects.settle_steps)
-        self.client.setTimeStep(phys.time_step)
         self._drop_escaped_objects()
         self._freeze_other_bins()
         self._apply_appearance()
@@ -398,7 +394,7 @@ class ThreeBinWorld:
 
     def preload_objects(self) -> None:
         """Create the collision and visual shapes of every object of the split now (about a
-        second for 900 objects) rather than on first use; worth it for long runs."""
+        second or two for 900 objects) rather than on first use; worth it for long runs."""
         if self._robot < 0:
             self._build_static()
             self._load_robot()
@@ -407,13 +403,17 @@ class ThreeBinWorld:
         for oid in self.object_ids:
             model = objset.load_model(self._objects_root, oid)
             self._object_shapes(model, model.mesh_scale * scale, textured)
+            objset.bounding_radius(model.mesh_path)  # spawning needs it; cached per process
 
     def _object_shapes(self, model: objset.ObjectModel, scale: float, textured: bool) -> tuple[int, int]:
         """Collision and visual shape of an object model, created once per world and shared."""
         key = (model.object_id, scale, textured)
         if key not in self._shape_cache:
             c = self.client
-            col_mesh = textures.single_hull_mesh_file(model.mesh_path) if self._single_hull else model.mesh_path
+            hull_points = self.config.world.objects.hull_points
+            col_mesh = (
+                textures.single_hull_mesh_file(model.mesh_path, hull_points) if self._single_hull else model.mesh_path
+            )
             col = c.createCollisionShape(pb.GEOM_MESH, fileName=str(col_mesh), meshScale=[scale] * 3)
             vis_mesh = textures.uv_mesh_file(model.mesh_path) if textured else model.mesh_path
             vis = c.createVisualShape(pb.GEOM_MESH, fileName=str(vis_mesh), meshScale=[scale] * 3)
@@ -421,7 +421,25 @@ class ThreeBinWorld:
         return self._shape_cache[key]
 
     def _settle(self, max_steps: int, check_every: int = 10, still_speed: float = 0.01) -> None:
-        """Step until every dynamic object is at rest (checked every few steps) or ``max_steps``."""
+        """Step until every dynamic object is at rest (checked every few steps) or ``max_steps``.
+
+        Objects coming to rest need neither the fine time step nor the many solver iterations of
+        a grasp: settling runs with coarser steps and fewer iterations (config physics.settle_*).
+        """
+        c = self.client
+        scene = self.scene
+        assert scene is not None
+        phys = self.config.world.physics
+        c.setTimeStep(phys.time_step * phys.settle_step_factor)
+        c.setPhysicsEngineParameter(numSolverIterations=phys.settle_solver_iterations)
+        try:
+            self._step_until_still(max_steps, check_every, still_speed)
+        finally:
+            c.setTimeStep(phys.time_step)
+            c.setPhysicsEngineParameter(numSolverIterations=phys.solver_iterations)
+        self._refresh_object_states()
+
+    def _step_until_still(self, max_steps: int, check_every: int, still_speed: float) -> None:
         c = self.client
         scene = self.scene
         assert scene is not None
@@ -436,7 +454,6 @@ class ThreeBinWorld:
                         break
                 else:
                     break
-        self._refresh_object_states()
 
     def _freeze(self, uid: int) -> None:
         self.client.changeDynamics(uid, -1, mass=0.0)
@@ -611,7 +628,7 @@ class ThreeBinWorld:
         object_uids = {o.uid for o in self.scene.objects}
         stopped = False
         # Descend along a straight line; a guarded move stops when a finger touches an object.
-        waypoints = 10
+        waypoints = ex.waypoints
         per = max(1, ex.descend_steps // waypoints)
         for w in range(1, waypoints + 1):
             target = above + (grasp - above) * (w / waypoints)
