@@ -117,7 +117,7 @@ def single_hull_mesh_file(mesh_path: Path, max_points: int = 0) -> Path:
 
     With ``max_points`` > 0 the hull is spanned by at most that many of the mesh's vertices,
     chosen by farthest-point sampling: contact generation between convex hulls costs with the
-    number of their faces, and a few dozen points keep the shape within millimetres.
+    number of their faces, and a few dozen points keep the object's extent (tests: within 10%).
     """
     import os
 
@@ -127,7 +127,9 @@ def single_hull_mesh_file(mesh_path: Path, max_points: int = 0) -> Path:
         with open(mesh_path) as fh:
             lines = fh.readlines()
         if max_points > 0:
-            verts = np.array([[float(v) for v in ln.split()[1:4]] for ln in lines if ln.startswith("v ")])
+            from rlcg.sim.objects import mesh_vertices
+
+            verts = mesh_vertices(mesh_path)
             pts = verts[farthest_points(verts, max_points)]
             # PyBullet builds the hull from the points of the faces; any triangles through them do.
             faces = [f"f 1 {i} {i + 1}\n" for i in range(2, len(pts))]

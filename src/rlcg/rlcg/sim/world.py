@@ -427,8 +427,6 @@ class ThreeBinWorld:
         a grasp: settling runs with coarser steps and fewer iterations (config physics.settle_*).
         """
         c = self.client
-        scene = self.scene
-        assert scene is not None
         phys = self.config.world.physics
         c.setTimeStep(phys.time_step * phys.settle_step_factor)
         c.setPhysicsEngineParameter(numSolverIterations=phys.settle_solver_iterations)
