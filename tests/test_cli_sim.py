@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from rlcg.cli import build_parser, main
+from rlcg.sim.scratch import ENV_VAR
 
 
 def _subcommands(parser):
@@ -54,7 +56,11 @@ def test_bad_domain_is_a_clear_error(capsys):
 
 def test_installed_entry_point_prints_only_json(tmp_path):
     """`--json` output pipes into a JSON parser as is: nothing else reaches stdout (PyBullet's C
-    code prints on connect, in this process and in the workers)."""
+    code prints on connect, in this process and in the workers). And the run leaves no scratch
+    files behind (textures, hulls, URDFs), not even those of its terminated worker processes."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR} | {"TMPDIR": str(scratch)}
     for workers in ("1", "2"):
         out = subprocess.run(
             [sys.executable, "-m", "rlcg.cli", "sim", "--policy", "oracle", "--episodes", "2", "--workers", workers]
@@ -62,9 +68,11 @@ def test_installed_entry_point_prints_only_json(tmp_path):
             capture_output=True,
             text=True,
             timeout=300,
+            env=env,
         )
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["episodes"] == 2
+        assert list(scratch.iterdir()) == []
 
 
 def test_bench_sim_reports_the_documented_keys(capsys):

@@ -13,7 +13,7 @@ from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcg.rl.policy import LearnedPolicy, load_policy, save_policy
-from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources, td_loss, td_targets
+from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources, learning_rate, td_loss, td_targets
 from rlcg.sim.config import WorkspaceBounds
 
 BOUNDS = WorkspaceBounds()
@@ -182,8 +182,10 @@ class SideOfTheSquare:
         )
 
 
-def _trainer(tmp_path, steps, resume=False, seed=0, init=None, channels=(16, 32)):
-    cfg = QTrainConfig(steps=steps, batch_size=32, lr=5e-4, seed=seed, log_every=10, checkpoint_every=10_000)
+def _trainer(tmp_path, steps, resume=False, seed=0, init=None, channels=(16, 32), lr_schedule="constant"):
+    cfg = QTrainConfig(
+        steps=steps, batch_size=32, lr=5e-4, lr_schedule=lr_schedule, seed=seed, log_every=10, checkpoint_every=10_000
+    )
     # QT-Opt's broadcast-add fusion: no camera geometry is involved in this synthetic task.
     qcfg = QNetConfig(image_size=32, channels=channels, merge_size=8, fusion="add")
     data = WeightedSources([(SideOfTheSquare(), 1)])
@@ -199,12 +201,30 @@ def test_training_learns_a_learnable_task(tmp_path):
     assert last["accuracy"] > 0.9 and first["accuracy"] < 0.75
 
 
-def test_resume_continues_a_killed_run(tmp_path):
-    straight = _trainer(tmp_path / "a", 40)
+def test_learning_rate_schedules():
+    constant = QTrainConfig(steps=100, lr=1e-3)
+    assert {learning_rate(constant, s) for s in (0, 50, 99)} == {1e-3}
+    cosine = QTrainConfig(steps=100, lr=1e-3, lr_schedule="cosine", final_lr_fraction=0.05)
+    rates = [learning_rate(cosine, s) for s in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[100] == pytest.approx(5e-5)
+    assert rates[50] == pytest.approx(0.5 * (1e-3 + 5e-5))
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    with pytest.raises(ValueError, match="schedule"):
+        learning_rate(QTrainConfig(lr_schedule="step"), 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_resume_continues_a_killed_run(tmp_path, lr_schedule):
+    straight = _trainer(tmp_path / "a", 40, lr_schedule=lr_schedule)
     straight.fit(progress=False)
-    part = _trainer(tmp_path / "b", 20)
-    part.fit(progress=False)  # saved at step 20: as if killed right after
-    resumed = _trainer(tmp_path / "b", 40, resume=True)
+    final_lr = straight.opt.param_groups[0]["lr"]
+    assert final_lr == pytest.approx(learning_rate(straight.config, 39))
+    assert (final_lr < 1e-4) if lr_schedule == "cosine" else (final_lr == 5e-4)
+    part = _trainer(tmp_path / "b", 40, lr_schedule=lr_schedule)
+    for _ in range(20):
+        part.train_step()
+    part.save()  # a checkpoint at step 20, as if killed right after
+    resumed = _trainer(tmp_path / "b", 40, resume=True, lr_schedule=lr_schedule)
     assert resumed.step == 20
     resumed.fit(progress=False)
     for p, q in zip(straight.qnet.parameters(), resumed.qnet.parameters()):

@@ -16,6 +16,7 @@ import numpy as np
 from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
 from rlcg.policies import SCRIPTED_POLICIES, ExploringPolicy, Observation, Policy
 from rlcg.sim.domains import Domain, load_domain
+from rlcg.sim.scratch import scratch_root
 from rlcg.sim.world import GraspAction, ThreeBinWorld
 
 
@@ -154,6 +155,7 @@ class EpisodeRunner:
         if self.workers <= 1:
             _init_worker(self.spec)
         else:
+            scratch_root()  # made before the workers start, so that they write beneath it and it is removed
             ctx = mp.get_context("spawn")  # no inherited PyBullet clients or torch thread pools
             self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.spec,))
         return self

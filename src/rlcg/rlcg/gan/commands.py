@@ -89,6 +89,12 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--devices", nargs="+", default=None, help="devices to measure (default: cpu, and cuda if any)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="also time rl-cyclegan with channels_last and fused Adam switched off, alone and together "
+        "(the hot-path ablation; reported under hot_path, with speedups against both off)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_train)
 
@@ -243,31 +249,41 @@ def cmd_bench_train(args) -> int:
                 done=np.ones(b, bool),
             )
 
-    sim = SimConfig.load()
-    qcfg = QNetConfig.for_world(sim)
+    qcfg = QNetConfig.for_world(SimConfig.load())
+
+    def steps_per_s(method: str, device: str, **options) -> float:
+        data = WeightedSources([(Synthetic(), 1.0)])
+        with tempfile.TemporaryDirectory() as tmp:
+            if method == "sim-only":
+                trainer = QTOptTrainer(QTrainConfig(batch_size=args.batch_size), qcfg, data, tmp, device=device)
+            else:
+                cfg = GanTrainConfig(method=method, batch_size=args.batch_size, **options)
+                trainer = RLCycleGANTrainer(cfg, qcfg, data, data, tmp, device=device)
+            for _ in range(2):  # warm-up: allocator, kernels
+                trainer.train_step()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                trainer.train_step()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            return args.steps / (time.perf_counter() - t0)
+
     report: dict = {"batch_size": args.batch_size, "image_size": 64, "threads": torch.get_num_threads(), "devices": {}}
     for device in devices:
-        rates = {}
-        for method in ("sim-only", *GAN_METHODS):
-            data = WeightedSources([(Synthetic(), 1.0)])
-            with tempfile.TemporaryDirectory() as tmp:
-                if method == "sim-only":
-                    trainer = QTOptTrainer(QTrainConfig(batch_size=args.batch_size), qcfg, data, tmp, device=device)
-                    step = trainer.train_step
-                else:
-                    cfg = GanTrainConfig(method=method, batch_size=args.batch_size)
-                    trainer = RLCycleGANTrainer(cfg, qcfg, data, data, tmp, device=device)
-                    step = trainer.train_step
-                for _ in range(2):
-                    step()
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for _ in range(args.steps):
-                    step()
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-                rates[method] = args.steps / (time.perf_counter() - t0)
-        report["devices"][device] = {f"{m}_steps_per_s": r for m, r in rates.items()}
+        rates = {f"{m}_steps_per_s": steps_per_s(m, device) for m in ("sim-only", *GAN_METHODS)}
+        if args.ablation:
+            variants = {
+                "neither": dict(channels_last=False, fused_adam=False),
+                "channels_last": dict(channels_last=True, fused_adam=False),
+                "fused_adam": dict(channels_last=False, fused_adam=True),
+                "both": dict(channels_last=True, fused_adam=True),
+            }
+            hot = {f"{k}_steps_per_s": steps_per_s("rl-cyclegan", device, **v) for k, v in variants.items()}
+            base = hot["neither_steps_per_s"]
+            hot.update({f"{k}_speedup": hot[f"{k}_steps_per_s"] / base for k in variants if k != "neither"})
+            rates["hot_path"] = hot
+        report["devices"][device] = rates
     print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0

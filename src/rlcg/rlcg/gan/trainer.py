@@ -81,6 +81,8 @@ class GanTrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     seed: int = 0
     bf16: bool = False
+    channels_last: bool = True  # memory format of every network's weights and activations
+    fused_adam: bool = True  # one fused kernel per optimizer step instead of per-tensor (foreach) updates
     log_every: int = 25
     grid_every: int = 250
     checkpoint_every: int = 500
@@ -267,14 +269,18 @@ class RLCycleGANTrainer:
         qs = QFunctions(qnet_config, config.uses_q_sim)
         if init_q is not None:
             self._init_q(qs, init_q)
-        self.gens = self.dist.wrap(gens.to(self.device))
-        self.discs = self.dist.wrap(discs.to(self.device))
-        self.qs = self.dist.wrap(qs.to(self.device))
+        # Batches arrive channels_last (QNetwork.preprocess); weights in the same format spare a
+        # layout conversion in every convolution. Measured with `rlcg bench train --ablation`.
+        fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.gens = self.dist.wrap(gens.to(self.device, memory_format=fmt))
+        self.discs = self.dist.wrap(discs.to(self.device, memory_format=fmt))
+        self.qs = self.dist.wrap(qs.to(self.device, memory_format=fmt))
         self.q_targets = copy.deepcopy(_unwrap(self.qs)).eval()
         betas = (0.5, 0.999)
-        self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=config.lr_gan, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discs.parameters(), lr=config.lr_gan, betas=betas)
-        self.opt_q = torch.optim.Adam(self.qs.parameters(), lr=config.lr_q)
+        fused = True if config.fused_adam else None  # None: PyTorch's default (foreach)
+        self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=config.lr_gan, betas=betas, fused=fused)
+        self.opt_d = torch.optim.Adam(self.discs.parameters(), lr=config.lr_gan, betas=betas, fused=fused)
+        self.opt_q = torch.optim.Adam(self.qs.parameters(), lr=config.lr_q, fused=fused)
         rank_seed = [config.seed, self.dist.rank]
         self.rng = np.random.default_rng(rank_seed)  # each rank draws its own batches
         self.generator = torch.Generator().manual_seed(config.seed * 1000 + self.dist.rank)

@@ -59,9 +59,18 @@ def optimizer_state(opt: torch.optim.Optimizer) -> dict:
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
+    """Load a saved optimizer state; moment tensors take their parameter's memory layout again.
+
+    Checkpoints store tensors contiguous; a fused Adam step walks a parameter and its moments as
+    flat memory, so moments left contiguous next to channels_last weights would update the wrong
+    elements after a resume."""
     state = dict(state)
     state["state"] = {int(k): v for k, v in state["state"].items()}
     opt.load_state_dict(state)
+    for param, slots in opt.state.items():
+        for name, value in slots.items():
+            if torch.is_tensor(value) and value.shape == param.shape and value.stride() != param.stride():
+                slots[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def save_checkpoint(

@@ -55,7 +55,13 @@ def register(sub) -> None:
         help="start from this policy checkpoint's weights (same network); ignored when --resume continues a run",
     )
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument(
+        "--lr-schedule",
+        choices=["constant", "cosine"],
+        default="constant",
+        help="constant, or a cosine decay over --steps down to 5%% of --lr (default: constant)",
+    )
     p.add_argument("--loss", choices=["mse", "bce"], default="bce", help="TD distance d (default: bce, QT-Opt)")
     p.add_argument("--gamma", type=float, default=0.9, help="discount (default: 0.9, QT-Opt)")
     p.add_argument("--clipped-double-q", action="store_true", help="min of Polyak and lagged target networks")
@@ -175,6 +181,7 @@ def cmd_train_q(args) -> int:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
+        lr_schedule=args.lr_schedule,
         loss=args.loss,
         gamma=args.gamma,
         clipped_double_q=args.clipped_double_q,

@@ -45,6 +45,8 @@ class QTrainConfig:
     steps: int = 3000
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to final_lr_fraction * lr
+    final_lr_fraction: float = 0.05
     weight_decay: float = 1e-5
     gamma: float = 0.9  # QT-Opt
     loss: Literal["mse", "bce"] = "bce"
@@ -66,6 +68,18 @@ def flush_subnormals() -> None:
     the convolutions become subnormal, which made CPU training steps about 10x slower after the
     first thousand steps. Their contribution is below float32 precision anyway."""
     torch.set_flush_denormal(True)
+
+
+def learning_rate(config: QTrainConfig, step: int) -> float:
+    """The learning rate of gradient step ``step`` (0-based). A cosine decay lets the late steps
+    average out the minibatch noise that keeps a constant-rate run's accuracy wandering."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    if config.lr_schedule == "cosine":
+        progress = min(step / max(config.steps, 1), 1.0)
+        floor = config.final_lr_fraction * config.lr
+        return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown learning-rate schedule {config.lr_schedule!r} (constant or cosine)")
 
 
 def td_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
@@ -249,6 +263,9 @@ class QTOptTrainer:
         )
         logits = self.qnet(b["image"], b["action"])
         loss = td_loss(logits, y, cfg.loss)  # L_RL(Q) = E d(Q(x, a), r + gamma V(x'))
+        lr = learning_rate(cfg, self.step)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -265,6 +282,7 @@ class QTOptTrainer:
             "q_std": float(q.std()),
             "target_mean": float(y.mean()),
             "accuracy": float(acc),
+            "lr": lr,
         }
 
     def policy(self) -> LearnedPolicy:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-import tempfile
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from rlcg.sim.scratch import scratch_dir
 
 PATTERNS = ("noise", "checker", "stripes", "wood", "speckle", "granite", "grid")
 
@@ -66,7 +67,7 @@ def grey_texture(grey: np.ndarray, contrast: float) -> np.ndarray:
 
 @cache
 def _cache_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="rlcg-textures-"))
+    return scratch_dir("textures-")
 
 
 def texture_file(kind: str, contrast: float, scale: float, seed: int, size: int = 64) -> Path:

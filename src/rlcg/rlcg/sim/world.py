@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,6 +28,7 @@ from rlcg.sim.camera import CameraIntrinsics, view_matrix
 from rlcg.sim.config import SimConfig
 from rlcg.sim.domains import Domain, DomainSample, load_domain
 from rlcg.sim.geometry import Pose2D, matrix_from_quat, quat_from_matrix, rot_z, rpy_matrix, wrap_half_turn
+from rlcg.sim.scratch import scratch_dir
 
 BinsMode = Literal["single", "multi"]
 
@@ -142,7 +142,7 @@ def expand_robot_urdf(config: SimConfig, mesh_prefix: str | None = None) -> Path
     key = (str(src), src.stat().st_mtime_ns, tuple(sorted(mappings.items())))
     if key not in _URDF_CACHE:
         doc = xacro.process_file(str(src), mappings=mappings)
-        out_dir = Path(tempfile.mkdtemp(prefix="rlcg-urdf-"))
+        out_dir = scratch_dir("urdf-")
         out = out_dir / "rlcg_iiwa.urdf"
         out.write_text(doc.toprettyxml(indent="  "))
         _URDF_CACHE[key] = out
