@@ -95,6 +95,12 @@ def register_bench(bench_sub) -> None:
         help="also time rl-cyclegan with channels_last and fused Adam switched off, alone and together "
         "(the hot-path ablation; reported under hot_path, with speedups against both off)",
     )
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=3,
+        help="ablation rounds, the four variants taking turns in each; medians are reported (default: 3)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_train)
 
@@ -280,7 +286,12 @@ def cmd_bench_train(args) -> int:
                 "fused_adam": dict(channels_last=False, fused_adam=True),
                 "both": dict(channels_last=True, fused_adam=True),
             }
-            hot = {f"{k}_steps_per_s": steps_per_s("rl-cyclegan", device, **v) for k, v in variants.items()}
+            # rounds in turn, so that a slow spell of a shared machine hits every variant alike
+            runs: dict[str, list[float]] = {k: [] for k in variants}
+            for _ in range(args.repeats):
+                for k, v in variants.items():
+                    runs[k].append(steps_per_s("rl-cyclegan", device, **v))
+            hot = {f"{k}_steps_per_s": float(np.median(r)) for k, r in runs.items()}
             base = hot["neither_steps_per_s"]
             hot.update({f"{k}_speedup": hot[f"{k}_steps_per_s"] / base for k in variants if k != "neither"})
             rates["hot_path"] = hot

@@ -81,8 +81,10 @@ class GanTrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     seed: int = 0
     bf16: bool = False
-    channels_last: bool = True  # memory format of every network's weights and activations
-    fused_adam: bool = True  # one fused kernel per optimizer step instead of per-tensor (foreach) updates
+    # Hot-path options, off by default: on the 2-core CPU neither changed the rl-cyclegan step rate
+    # beyond noise (`rlcg bench train --ablation`, docs/benchmarks.md); meant for GPUs, not yet measured there.
+    channels_last: bool = False  # memory format of every network's weights and activations
+    fused_adam: bool = False  # one fused kernel per optimizer step instead of per-tensor (foreach) updates
     log_every: int = 25
     grid_every: int = 250
     checkpoint_every: int = 500
@@ -269,8 +271,8 @@ class RLCycleGANTrainer:
         qs = QFunctions(qnet_config, config.uses_q_sim)
         if init_q is not None:
             self._init_q(qs, init_q)
-        # Batches arrive channels_last (QNetwork.preprocess); weights in the same format spare a
-        # layout conversion in every convolution. Measured with `rlcg bench train --ablation`.
+        # Batches arrive channels_last (QNetwork.preprocess); with channels_last weights too, no
+        # convolution converts layouts.
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format
         self.gens = self.dist.wrap(gens.to(self.device, memory_format=fmt))
         self.discs = self.dist.wrap(discs.to(self.device, memory_format=fmt))
