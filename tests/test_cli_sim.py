@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from rlcg.cli import build_parser, main
-from rlcg.sim.scratch import ENV_VAR
+from rlcg.scratch import ENV_VAR
 
 
 def _subcommands(parser):

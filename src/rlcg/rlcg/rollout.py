@@ -15,8 +15,8 @@ import numpy as np
 
 from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
 from rlcg.policies import SCRIPTED_POLICIES, ExploringPolicy, Observation, Policy
+from rlcg.scratch import scratch_root
 from rlcg.sim.domains import Domain, load_domain
-from rlcg.sim.scratch import scratch_root
 from rlcg.sim.world import GraspAction, ThreeBinWorld
 
 

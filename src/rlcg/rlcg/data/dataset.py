@@ -154,8 +154,10 @@ class TransitionDataset:
         if not path.exists():
             raise DatasetError(f"{path}: no such dataset or bag directory")
         from rlcg.data.ingest import ingest
+        from rlcg.scratch import scratch_root
 
-        tmp = tempfile.TemporaryDirectory(prefix="rlcg-bags-")
+        # under the run's scratch root: removed at exit even when this object is never collected
+        tmp = tempfile.TemporaryDirectory(prefix="bags-", dir=scratch_root())
         try:
             report = ingest([path], Path(tmp.name) / "dataset", progress=progress, fsync=False)
             ds = cls._open_dataset(Path(tmp.name) / "dataset")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rlcg.sim.scratch import scratch_dir
+from rlcg.scratch import scratch_dir
 
 PATTERNS = ("noise", "checker", "stripes", "wood", "speckle", "granite", "grid")
 

@@ -22,13 +22,13 @@ from pybullet_utils.bullet_client import BulletClient
 
 from rlcg import paths
 from rlcg.errors import RlcgError
+from rlcg.scratch import scratch_dir
 from rlcg.sim import objects as objset
 from rlcg.sim import textures
 from rlcg.sim.camera import CameraIntrinsics, view_matrix
 from rlcg.sim.config import SimConfig
 from rlcg.sim.domains import Domain, DomainSample, load_domain
 from rlcg.sim.geometry import Pose2D, matrix_from_quat, quat_from_matrix, rot_z, rpy_matrix, wrap_half_turn
-from rlcg.sim.scratch import scratch_dir
 
 BinsMode = Literal["single", "multi"]
 

@@ -1,4 +1,5 @@
-"""Scratch files (generated textures, collision hulls, URDFs): one directory per run, deleted at exit.
+"""Scratch files (textures, collision hulls, URDFs, bags decoded for training): one directory per
+run, deleted at exit.
 
 The process that first needs scratch space makes the root and passes it on in an environment
 variable, so that worker processes it spawns (rollout pools, spawned with ``spawn``) write beneath
