@@ -4,6 +4,7 @@ and bench train (their documented JSON keys)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -53,10 +54,16 @@ def test_bench_policy_reports_the_documented_keys(untrained_policy, capsys):
 
 
 def test_bench_train_reports_every_method(capsys):
-    assert main(["bench", "train", "--steps", "1", "--threads", "1", "--json"]) == 0
+    argv = ["bench", "train", "--steps", "1", "--threads", "1", "--ablation", "--repeats", "1", "--json"]
+    assert main(argv) == 0
     rates = _json(capsys)["devices"]["cpu"]
     for method in ("sim-only", "gan", "cyclegan", "rl-cyclegan"):
         assert rates[f"{method}_steps_per_s"] > 0, method
+    hot = rates["hot_path"]  # the hot-path ablation, fused Adam on CPU included
+    for variant in ("neither", "channels_last", "fused_adam", "both"):
+        assert hot[f"{variant}_steps_per_s"] > 0, variant
+    for variant in ("channels_last", "fused_adam", "both"):
+        assert hot[f"{variant}_speedup"] == pytest.approx(hot[f"{variant}_steps_per_s"] / hot["neither_steps_per_s"])
 
 
 def test_train_q_resumes_after_sigkill(small_bag, tmp_path):
@@ -69,7 +76,9 @@ def test_train_q_resumes_after_sigkill(small_bag, tmp_path):
     ckpt = tmp_path / "q"
     cmd = _rlcg("train-q", "--data", small_bag, "--out", str(ckpt), "--batch-size", "8")
     cmd += ["--checkpoint-every", "5", "--threads", "1", "--no-progress"]
-    proc = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a killed process cannot remove its scratch files: keep them inside tmp_path
+    env = os.environ | {"TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([*cmd, "--steps", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 240
     while not (ckpt / "config.json").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -108,7 +117,8 @@ def test_rl_cyclegan_train_resumes_after_sigkill(small_bag, tmp_path):
     run = tmp_path / "run"
     cmd = _rlcg("train", "--method", "rl-cyclegan", "--sim-data", small_bag, "--real-data", small_bag)
     cmd += ["--out", str(run), "--checkpoint-every", "1", "--threads", "1", "--no-progress"]
-    proc = subprocess.Popen([*cmd, "--steps", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = os.environ | {"TMPDIR": str(tmp_path)}  # a killed process cannot remove its scratch files
+    proc = subprocess.Popen([*cmd, "--steps", "1000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 240
     while not (run / "checkpoint" / "config.json").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

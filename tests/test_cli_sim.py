@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from rlcg.cli import build_parser, main
-from rlcg.scratch import ENV_VAR
 
 
 def _subcommands(parser):
@@ -60,7 +59,7 @@ def test_installed_entry_point_prints_only_json(tmp_path):
     files behind (textures, hulls, URDFs), not even those of its terminated worker processes."""
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != ENV_VAR} | {"TMPDIR": str(scratch)}
+    env = os.environ | {"TMPDIR": str(scratch)}
     for workers in ("1", "2"):
         out = subprocess.run(
             [sys.executable, "-m", "rlcg.cli", "sim", "--policy", "oracle", "--episodes", "2", "--workers", workers]

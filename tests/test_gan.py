@@ -156,12 +156,15 @@ def test_every_gan_method_trains_and_exports_a_policy(tmp_path, method):
     assert g(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
-def test_resume_after_a_kill(tmp_path):
-    straight = _trainer(tmp_path / "a", steps=4)
+@pytest.mark.parametrize("hot_path", [False, True], ids=["plain", "channels_last+fused_adam"])
+def test_resume_after_a_kill(tmp_path, hot_path):
+    # with the hot-path options the Adam moments must get the weights' memory layout back on loading
+    opts = dict(channels_last=hot_path, fused_adam=hot_path)
+    straight = _trainer(tmp_path / "a", steps=4, **opts)
     straight.fit(progress=False)
-    killed = _trainer(tmp_path / "b", steps=2)
+    killed = _trainer(tmp_path / "b", steps=2, **opts)
     killed.fit(progress=False)
-    resumed = _trainer(tmp_path / "b", steps=4, resume=True)
+    resumed = _trainer(tmp_path / "b", steps=4, resume=True, **opts)
     assert resumed.step == 2
     resumed.fit(progress=False)
     for name in ("G", "F", "D_Y", "Q_real", "Q_sim"):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlcg.errors import RlcgError
 from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -210,7 +211,9 @@ def test_learning_rate_schedules():
     assert rates[50] == pytest.approx(0.5 * (1e-3 + 5e-5))
     assert all(a > b for a, b in zip(rates, rates[1:]))
     with pytest.raises(ValueError, match="schedule"):
-        learning_rate(QTrainConfig(lr_schedule="step"), 0)  # type: ignore[arg-type]
+        QTrainConfig(lr_schedule="step")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="final_lr_fraction"):
+        QTrainConfig(final_lr_fraction=1.5)
 
 
 @pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
@@ -229,11 +232,12 @@ def test_resume_continues_a_killed_run(tmp_path, lr_schedule):
     resumed.fit(progress=False)
     for p, q in zip(straight.qnet.parameters(), resumed.qnet.parameters()):
         assert torch.allclose(p, q, atol=1e-5)
+    other = "constant" if lr_schedule == "cosine" else "cosine"
+    with pytest.raises(RlcgError, match="lr_schedule"):  # a resumed run keeps its schedule
+        _trainer(tmp_path / "b", 40, resume=True, lr_schedule=other)
 
 
 def test_init_warm_starts_a_fresh_run_from_a_policy(tmp_path):
-    from rlcg.errors import RlcgError
-
     first = _trainer(tmp_path / "a", 300)
     first.fit(progress=False)
     warm = _trainer(tmp_path / "b", 10, seed=1, init=tmp_path / "a" / "run")

@@ -15,7 +15,7 @@ import numpy as np
 
 from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
 from rlcg.policies import SCRIPTED_POLICIES, ExploringPolicy, Observation, Policy
-from rlcg.scratch import scratch_root
+from rlcg.scratch import adopt_scratch_root, scratch_root
 from rlcg.sim.domains import Domain, load_domain
 from rlcg.sim.world import GraspAction, ThreeBinWorld
 
@@ -120,9 +120,11 @@ class RolloutSummary:
 _WORKER: dict = {}
 
 
-def _init_worker(spec: RolloutSpec) -> None:
+def _init_worker(spec: RolloutSpec, scratch: str | None = None) -> None:
     import torch
 
+    if scratch is not None:
+        adopt_scratch_root(scratch)
     torch.set_num_threads(1)  # one worker per core: intra-op threads would only contend
     domain = spec.domain if isinstance(spec.domain, Domain) else load_domain(spec.domain)
     world = ThreeBinWorld(domain=domain, bins=spec.bins, split=spec.split, image_size=spec.image_size)
@@ -155,9 +157,10 @@ class EpisodeRunner:
         if self.workers <= 1:
             _init_worker(self.spec)
         else:
-            scratch_root()  # made before the workers start, so that they write beneath it and it is removed
             ctx = mp.get_context("spawn")  # no inherited PyBullet clients or torch thread pools
-            self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.spec,))
+            # the workers write beneath this process's scratch root, which is removed when it exits
+            scratch = str(scratch_root())
+            self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.spec, scratch))
         return self
 
     def run(self, seeds: list[int], ordered: bool = True) -> Iterator[Episode]:

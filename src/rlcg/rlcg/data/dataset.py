@@ -156,7 +156,7 @@ class TransitionDataset:
         from rlcg.data.ingest import ingest
         from rlcg.scratch import scratch_root
 
-        # under the run's scratch root: removed at exit even when this object is never collected
+        # with the run's other scratch files (removed at exit with them)
         tmp = tempfile.TemporaryDirectory(prefix="bags-", dir=scratch_root())
         try:
             report = ingest([path], Path(tmp.name) / "dataset", progress=progress, fsync=False)

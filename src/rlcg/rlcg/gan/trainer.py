@@ -84,7 +84,7 @@ class GanTrainConfig:
     # Hot-path options, off by default: on the 2-core CPU neither changed the rl-cyclegan step rate
     # beyond noise (`rlcg bench train --ablation`, docs/benchmarks.md); meant for GPUs, not yet measured there.
     channels_last: bool = False  # memory format of every network's weights and activations
-    fused_adam: bool = False  # one fused kernel per optimizer step instead of per-tensor (foreach) updates
+    fused_adam: bool = False  # one fused kernel per optimizer step instead of PyTorch's default implementation
     log_every: int = 25
     grid_every: int = 250
     checkpoint_every: int = 500
@@ -279,7 +279,7 @@ class RLCycleGANTrainer:
         self.qs = self.dist.wrap(qs.to(self.device, memory_format=fmt))
         self.q_targets = copy.deepcopy(_unwrap(self.qs)).eval()
         betas = (0.5, 0.999)
-        fused = True if config.fused_adam else None  # None: PyTorch's default (foreach)
+        fused = True if config.fused_adam else None  # None: PyTorch's default (for-loop on CPU, foreach on CUDA)
         self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=config.lr_gan, betas=betas, fused=fused)
         self.opt_d = torch.optim.Adam(self.discs.parameters(), lr=config.lr_gan, betas=betas, fused=fused)
         self.opt_q = torch.optim.Adam(self.qs.parameters(), lr=config.lr_q, fused=fused)

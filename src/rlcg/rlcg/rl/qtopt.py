@@ -61,6 +61,12 @@ class QTrainConfig:
     eval_episodes: int = 0
     eval_domain: str = "sim"
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or cosine)")
+        if not 0.0 <= self.final_lr_fraction <= 1.0:
+            raise ValueError(f"final_lr_fraction must be within [0, 1], got {self.final_lr_fraction}")
+
 
 def flush_subnormals() -> None:
     """Treat subnormal floats as zero on CPU. The attention softmax of the Q-network puts
@@ -75,11 +81,9 @@ def learning_rate(config: QTrainConfig, step: int) -> float:
     average out the minibatch noise that keeps a constant-rate run's accuracy wandering."""
     if config.lr_schedule == "constant":
         return config.lr
-    if config.lr_schedule == "cosine":
-        progress = min(step / max(config.steps, 1), 1.0)
-        floor = config.final_lr_fraction * config.lr
-        return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown learning-rate schedule {config.lr_schedule!r} (constant or cosine)")
+    progress = min(step / max(config.steps, 1), 1.0)
+    floor = config.final_lr_fraction * config.lr
+    return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * progress))
 
 
 def td_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
@@ -219,10 +223,11 @@ class QTOptTrainer:
         cfg, weights, state = load_checkpoint(self.out, kind=POLICY_KIND, with_train_state=True)
         if state is None:
             return
-        if to_dict(self.qnet.config) != cfg["qnet"]:
-            from rlcg.errors import RlcgError
+        from rlcg.errors import RlcgError
 
+        if to_dict(self.qnet.config) != cfg["qnet"]:
             raise RlcgError(f"{self.out}: the checkpoint's network differs from this run's; cannot resume")
+        self._check_schedule(cfg.get("training", {}))
         self.qnet.load_state_dict(weights)
         self.target.load_state_dict(state["target"])
         if self.lagged is not None and "lagged" in state:
@@ -232,6 +237,19 @@ class QTOptTrainer:
         self.generator.set_state(state["torch_generator"])
         self.step = int(state["step"])
         self.history = list(state["history"])
+
+    def _check_schedule(self, saved: dict[str, Any]) -> None:
+        """A resumed run keeps its learning-rate schedule: a different one would silently change the
+        rest of the run (and the checkpoint's record of how it was trained)."""
+        from rlcg.errors import RlcgError
+
+        keys = ["lr", "lr_schedule", "final_lr_fraction"] + (["steps"] if self.config.lr_schedule == "cosine" else [])
+        defaults = {"lr_schedule": "constant", "final_lr_fraction": 0.05}  # checkpoints from before the schedules
+        mine = to_dict(self.config)
+        differ = [k for k in keys if saved.get(k, defaults.get(k)) != mine[k]]
+        if differ:
+            was = ", ".join(f"{k}={saved.get(k, defaults.get(k))}" for k in differ)
+            raise RlcgError(f"{self.out}: this run was trained with {was}; resume it with the same settings")
 
     def _init_from(self, path: Path) -> None:
         """Start a fresh run from another policy's weights (warm start across data-collection rounds)."""
