@@ -44,7 +44,11 @@ def register(sub) -> None:
     )
     p.add_argument("--out", required=True, metavar="CKPT", help="checkpoint directory to write")
     p.add_argument("--steps", type=positive_int, default=3000, help="gradient steps (default: 3000)")
-    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in --out (same --lr and --lr-schedule, and --steps for cosine)",
+    )
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=1000, help="save the run every N steps (default: 1000)"
     )
