@@ -185,6 +185,7 @@ def test_sigkill_keeps_every_completed_episode(tmp_path, storage):
         stderr=subprocess.DEVNULL,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
+        env=os.environ | {"TMPDIR": str(tmp_path)},  # a killed process cannot remove its scratch files
     )
     done = []
     try:
