@@ -41,6 +41,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambda-cycle", type=float, default=10.0)
     p.add_argument("--lambda-rl-scene", type=float, default=10.0)
     p.add_argument("--lambda-rl", type=float, default=1.0)
+    p.add_argument(
+        "--rl-scene-trains-q",
+        action="store_true",
+        help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (docs/method.md)",
+    )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument(
         "--channels-last",
@@ -146,6 +151,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
             gan=args.lambda_gan, cycle=args.lambda_cycle, rl_scene=args.lambda_rl_scene, rl=args.lambda_rl
         ),
         real_rl=args.real_rl,
+        rl_scene_trains_q=args.rl_scene_trains_q,
         generator=GeneratorConfig(width=args.gen_width, blocks=args.gen_blocks),
         seed=args.seed,
         bf16=args.bf16,

@@ -73,6 +73,9 @@ class GanTrainConfig:
     td_distance: Literal["mse", "bce"] = "bce"
     weights: LossWeights = field(default_factory=LossWeights)
     real_rl: bool = False
+    # L_RL-scene also trains Q_sim and Q_real (on detached images), not only G and F: the whole
+    # objective minimised jointly. Q_real then learns on real images y from Q_sim's view of F(y).
+    rl_scene_trains_q: bool = False
     gamma: float = 0.9
     polyak: float = 0.995
     target_cem: CEMConfig = field(default_factory=CEMConfig)
@@ -149,12 +152,25 @@ class QFunctions(nn.Module):
         self.Q_real = QNetwork(qcfg)
         self.Q_sim = QNetwork(qcfg) if with_sim else None
 
-    def forward(self, terms: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]], kind: str):
-        """terms: (network name, images, actions, targets); returns the summed loss and each term."""
+    def forward(
+        self,
+        terms: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]],
+        kind: str,
+        scene: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ):
+        """terms: (network name, images, actions, targets); returns the summed loss and each term.
+        scene: the six images of L_RL-scene with their actions (keys as SixQ's fields); given, the
+        six Q-values are computed with live parameters and returned under ``parts["rl_scene"]``."""
         parts = {}
         for name, images, actions, targets in terms:
             parts[name] = td_loss(getattr(self, name.split(":")[0])(images, actions), targets, kind)
-        return sum(parts.values()), parts
+        loss = sum(parts.values())
+        if scene is not None:
+            nets = {"q_x": self.Q_sim, "q_x1": self.Q_real, "q_x2": self.Q_sim}
+            nets.update(q_y=self.Q_real, q_y1=self.Q_sim, q_y2=self.Q_real)
+            six = losses.SixQ(**{k: torch.sigmoid(nets[k](*scene[k])) for k in nets})
+            parts["rl_scene"] = losses.rl_scene_loss(six)
+        return loss, parts
 
 
 class ImagePool:
@@ -420,6 +436,18 @@ class RLCycleGANTrainer:
         transitions translated by the current generators without gradients (cheap next to a
         generator update), so that Q learns at its own pace while the GAN trains with small batches."""
         translated = {k: v.detach().float() for k, v in out.items() if k in ("G(x)", "F(G(x))")}
+        scene = None
+        if self.cfg.uses_q_sim and self.cfg.rl_scene_trains_q:
+            img = {k: to_q_range(v.detach().float()) for k, v in out.items()}
+            a_x, a_y = sim["action"], real["action"]
+            scene = {
+                "q_x": (sim["image"], a_x),
+                "q_x1": (img["G(x)"], a_x),
+                "q_x2": (img["F(G(x))"], a_x),
+                "q_y": (real["image"], a_y),
+                "q_y1": (img["F(y)"], a_y),
+                "q_y2": (img["G(F(y))"], a_y),
+            }
         extra = self.cfg.q_batch_size - self.cfg.batch_size
         if extra > 0:
             more = self._batch(self.sim_data, extra)
@@ -433,8 +461,11 @@ class RLCycleGANTrainer:
             if self.cfg.real_rl:
                 more_real = self._batch(self.real_data, extra)
                 real = {k: torch.cat([real[k], more_real[k]]) for k in real}
-        loss, parts = self.qs(self._td_terms(sim, real, translated), self.cfg.td_distance)
-        return self.cfg.weights.rl * loss, parts
+        loss, parts = self.qs(self._td_terms(sim, real, translated), self.cfg.td_distance, scene)
+        loss = self.cfg.weights.rl * loss  # lambda_RL L_RL(Q)
+        if scene is not None:
+            loss = loss + self.cfg.weights.rl_scene * parts["rl_scene"]  # lambda_RL-scene L_RL-scene(Q_sim, Q_real)
+        return loss, parts
 
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
