@@ -119,11 +119,44 @@ def test_gradients_reach_exactly_the_documented_parameters(tmp_path):
     assert _grads(nets["G"]) == {False} and _grads(nets["F"]) == {False}
     zero()
     q_loss, parts = t.q_loss(sim, real, out)
-    assert set(parts) == {"Q_real", "Q_sim", "Q_sim:cycled"}
+    assert set(parts) == {"Q_real", "Q_sim", "Q_sim:cycled", "rl_scene"}  # rl_scene: rl_scene_trains_q
     q_loss.backward()
     assert True in _grads(nets["Q_sim"]) and True in _grads(nets["Q_real"])
     for frozen in ("G", "F", "D_X", "D_Y"):  # L_RL works on detached translations
         assert _grads(nets[frozen]) == {False}, frozen
+
+
+def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_path):
+    """--rl-scene-trains-q: the Q step adds L_RL-scene on detached images; its gradient alone
+    reaches both Q-networks (never G or F) and a few Q steps on it reduce it."""
+    from rlcg.gan.trainer import LossWeights
+
+    t = _trainer(tmp_path, rl_scene_trains_q=True, weights=LossWeights(rl=0.0, rl_scene=1.0))
+    nets = t.nets
+    sim, real = t._batch(t.sim_data), t._batch(t.real_data)
+    _, out, stats = t.generator_loss(sim, real)
+    first = None
+    for _ in range(15):
+        t.opt_q.zero_grad(set_to_none=True)
+        for net in nets.values():
+            net.zero_grad(set_to_none=True)
+        q_loss, parts = t.q_loss(sim, real, out)
+        assert "rl_scene" in parts
+        first = float(parts["rl_scene"].detach()) if first is None else first
+        q_loss.backward()
+        assert True in _grads(nets["Q_sim"]) and True in _grads(nets["Q_real"])
+        for frozen in ("G", "F", "D_X", "D_Y"):
+            assert _grads(nets[frozen]) == {False}, frozen
+        t.opt_q.step()
+    assert float(parts["rl_scene"].detach()) < first
+    # the value in the Q step is the generator step's L_RL-scene, computed on the same images
+    t2 = _trainer(tmp_path / "same", rl_scene_trains_q=True)
+    _, out2, stats2 = t2.generator_loss(sim, real)
+    _, parts2 = t2.q_loss(sim, real, out2)
+    assert float(parts2["rl_scene"]) == pytest.approx(stats2["loss_rl_scene"], rel=1e-5)
+    # with the option off the Q step has no RL-scene term
+    _, parts3 = _trainer(tmp_path / "off", rl_scene_trains_q=False).q_loss(sim, real, out2)
+    assert "rl_scene" not in parts3
 
 
 def test_rl_scene_gradient_moves_the_generator_towards_consistency(tmp_path):

@@ -35,3 +35,30 @@ def test_bench_transfer_smoke_end_to_end(tmp_path, capsys):
     assert "my-lab" in (out / "report.md").read_text()
     for method in METHOD_ORDER:
         assert (out / "runs" / method / "policy" / "config.json").is_file(), method
+
+
+def test_bench_transfer_from_a_given_sim_only_policy(tmp_path, capsys):
+    """The paper preset's arrangement at smoke size: the shipped sim-only policy is used, not trained;
+    its own episodes join the sim data and every other method starts from it."""
+    from rlcg.rl.policy import default_policy_path
+
+    out = tmp_path / "report"
+    args = ["bench", "transfer", "--preset", "smoke", "--sim-only-policy", "default", "--no-progress", "--json"]
+    assert main([*args, "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["sim_only_policy"] == str(default_policy_path())
+    assert list(report["methods"]) == list(METHOD_ORDER)
+    assert not (out / "runs" / "sim-only").exists()
+    assert json.loads((out / "data" / "sim-onpolicy" / ".complete").read_text())["episodes"] == 40
+    for method in METHOD_ORDER[1:]:
+        training = json.loads((out / "runs" / method / "policy" / "config.json").read_text())["config"]["training"]
+        assert training["init_q"] == str(default_policy_path()), method
+    assert "not trained here" in (out / "report.md").read_text()
+
+
+def test_bench_transfer_refuses_a_missing_sim_only_policy_before_collecting(tmp_path, capsys):
+    out = tmp_path / "report"
+    args = ["bench", "transfer", "--sim-only-policy", str(tmp_path / "nowhere"), "--out", str(out)]
+    assert main([*args, "--no-progress"]) != 0
+    assert "nowhere" in capsys.readouterr().err
+    assert not (out / "data").exists()

@@ -28,6 +28,15 @@ def markdown(report: dict) -> str:
         f"GAN steps {s['gan_steps']} (batch {s['gan_batch']}); {s['eval_episodes']} evaluation episodes per "
         f"method on held-out objects, evaluation seed {report['eval_seed']}.",
         "",
+    ]
+    if report.get("sim_only_policy"):
+        lines += [
+            f"Sim-only policy given, not trained here: `{report['sim_only_policy']}`; randomized-sim and the GAN "
+            f"methods start from it, and the sim data add {s['sim_episodes']} of its own episodes "
+            f"(exploration {s['onpolicy_explore']}).",
+            "",
+        ]
+    lines += [
         f"| method | success in {report['real_domain']} | 95% interval | paper, Table 1 (Robot 1) |",
         "|---|---|---|---|",
     ]

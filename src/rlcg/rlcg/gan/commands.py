@@ -31,7 +31,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--init-q",
         metavar="CKPT",
         default=None,
-        help="start Q_real (and Q_sim) from a policy checkpoint, e.g. the sim-only policy",
+        help="start the Q-network(s) from a policy checkpoint ('default': the shipped sim-only policy); "
+        "GAN methods start both Q_real and Q_sim from it",
     )
     p.add_argument("--gen-width", type=positive_int, default=16, help="generator base width (default: 16)")
     p.add_argument("--gen-blocks", type=positive_int, default=4, help="generator residual blocks (default: 4)")
@@ -39,12 +40,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
     p.add_argument("--lambda-gan", type=float, default=1.0)
     p.add_argument("--lambda-cycle", type=float, default=10.0)
-    p.add_argument("--lambda-rl-scene", type=float, default=10.0)
+    p.add_argument("--lambda-rl-scene", type=float, default=1.0)
     p.add_argument("--lambda-rl", type=float, default=1.0)
     p.add_argument(
         "--rl-scene-trains-q",
-        action="store_true",
-        help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (docs/method.md)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (default: on; docs/method.md)",
     )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument(
@@ -168,6 +170,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
 
     from rlcg.models.qnet import QNetConfig
     from rlcg.provenance import provenance
+    from rlcg.rl.policy import resolve_policy_path
     from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig
     from rlcg.sim.config import SimConfig
 
@@ -176,7 +179,9 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
     sim_data, (h, _) = _open(sim_specs, "--sim-data")
     sim = SimConfig.load(image_size=h)
     qcfg = QNetConfig.for_world(sim)
-    prov = {"provenance": provenance(seed=args.seed)}
+    prov: dict = {"provenance": provenance(seed=args.seed)}
+    if args.init_q:
+        prov["init_q"] = str(resolve_policy_path(args.init_q))
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out / "tb"))
     try:
@@ -199,6 +204,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 device=device,
                 resume=args.resume,
                 provenance=prov,
+                init=resolve_policy_path(args.init_q) if args.init_q else None,
             )
             trainer.fit(progress=progress, writer=writer)
         else:
@@ -218,7 +224,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 out,
                 device=args.device,
                 resume=args.resume,
-                init_q=args.init_q,
+                init_q=resolve_policy_path(args.init_q) if args.init_q else None,
                 provenance=prov,
             )
             try:

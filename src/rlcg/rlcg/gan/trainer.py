@@ -56,7 +56,7 @@ CHECKPOINT_KIND = "rl-cyclegan"
 class LossWeights:
     gan: float = 1.0  # CycleGAN
     cycle: float = 10.0  # CycleGAN's lambda = 10
-    rl_scene: float = 10.0  # not published; on the scale of L_cyc (Q-values are probabilities; see docs/method.md)
+    rl_scene: float = 1.0  # not published; 1 beat 10 in pseudo-real (docs/method.md, docs/results.md)
     rl: float = 1.0
 
 
@@ -75,7 +75,7 @@ class GanTrainConfig:
     real_rl: bool = False
     # L_RL-scene also trains Q_sim and Q_real (on detached images), not only G and F: the whole
     # objective minimised jointly. Q_real then learns on real images y from Q_sim's view of F(y).
-    rl_scene_trains_q: bool = False
+    rl_scene_trains_q: bool = True
     gamma: float = 0.9
     polyak: float = 0.995
     target_cem: CEMConfig = field(default_factory=CEMConfig)

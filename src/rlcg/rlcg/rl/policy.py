@@ -143,11 +143,19 @@ def qnet_from_config(cfg: dict) -> QNetwork:
     return QNetwork(from_dict(QNetConfig, cfg["qnet"], "checkpoint qnet config"))
 
 
+def resolve_policy_path(path: str | Path) -> Path:
+    """A policy checkpoint directory; "default" names the one shipped with rlcg."""
+    if str(path) != "default":
+        return Path(path)
+    ckpt = default_policy_path()
+    if not (ckpt / "config.json").is_file():
+        raise CheckpointError(f"the shipped default policy is missing from {ckpt}")
+    return ckpt
+
+
 def load_policy(path: str | Path, device: str | torch.device = "cpu", cem: CEMConfig | None = None) -> LearnedPolicy:
     """A policy checkpoint (directory), or "default" for the one shipped with rlcg."""
-    ckpt = default_policy_path() if str(path) == "default" else Path(path)
-    if str(path) == "default" and not (ckpt / "config.json").is_file():
-        raise CheckpointError(f"the shipped default policy is missing from {ckpt}")
+    ckpt = resolve_policy_path(path)
     config, weights, _ = load_checkpoint(ckpt, kind=POLICY_KIND)
     try:
         qnet = qnet_from_config(config)
