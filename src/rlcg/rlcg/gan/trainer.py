@@ -6,13 +6,15 @@ Which parameters each loss updates (docs/method.md explains why):
     L_GAN(G, D_Y), L_GAN(F, D_X)    G, F             D_Y, D_X (frozen in the generator step)
       (discriminator side)          D_Y, D_X         -
     L_cyc(G, F)                     G, F             -
-    L_RL-scene(G, F)                G, F             Q_sim, Q_real (frozen: their values are the judge)
+    L_RL-scene, generator step      G, F             Q_sim, Q_real (frozen there)
+    L_RL-scene, Q step (default)    Q_sim, Q_real    - (translated images are detached)
     L_RL(Q)                         Q_sim, Q_real    - (translated images are detached)
 
-Freezing the Q-networks in L_RL-scene keeps them from satisfying the consistency loss by collapsing
-to a constant; detaching G(x) in L_RL keeps the generator from bending images to make the TD
-regression easy. The generators learn about the task only through L_RL-scene, the Q-networks only
-through their TD losses.
+Detaching the images in every Q update keeps the generators from bending images to make the TD
+regression or the consistency easy; the generators learn about the task only through the generator
+step's L_RL-scene. Training the Q-networks on L_RL-scene too (``rl_scene_trains_q``, the paper's
+single objective minimised over all networks) is how Q_real meets real images without real RL
+data: Q_real(y) is pulled toward Q_sim(F(y)). Their TD losses keep them from meeting at a constant.
 
 Methods: ``gan`` trains G adversarially and Q_real on G(x); ``cyclegan`` adds F and L_cyc;
 ``rl-cyclegan`` adds Q_sim and L_RL-scene. (``sim-only`` and ``randomized-sim`` train Q alone:
