@@ -153,7 +153,7 @@ def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_pat
     t2 = _trainer(tmp_path / "same", rl_scene_trains_q=True)
     _, out2, stats2 = t2.generator_loss(sim, real)
     _, parts2 = t2.q_loss(sim, real, out2)
-    assert float(parts2["rl_scene"]) == pytest.approx(stats2["loss_rl_scene"], rel=1e-5)
+    assert float(parts2["rl_scene"].detach()) == pytest.approx(stats2["loss_rl_scene"], rel=1e-5)
     # with the option off the Q step has no RL-scene term
     _, parts3 = _trainer(tmp_path / "off", rl_scene_trains_q=False).q_loss(sim, real, out2)
     assert "rl_scene" not in parts3
