@@ -1,10 +1,10 @@
 """The sim-to-real transfer benchmark: the paper's Table 1 (and Table 2 with --real-rl) in miniature.
 
 Collects sim, randomized-sim and "real" episodes (real = any domain: a built-in name or a user's own
-domain YAML, the hidden reality), trains the five methods, evaluates every policy in the real domain
-on the same evaluation seeds and held-out objects, and writes report.json, report.md, a bar chart
-of success with 95% Wilson intervals, sample translations per method and, with --real-rl, the
-curve of success against the amount of real data.
+domain YAML, the hidden reality), trains the five methods (or starts from a given sim-only policy),
+evaluates every policy in the real domain on the same evaluation seeds and held-out objects, and
+writes report.json, report.md, a bar chart of success with 95% Wilson intervals, sample
+translations per method and, with --real-rl, the curve of success against the amount of real data.
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ def register_transfer(bench_sub) -> None:
     p = bench_sub.add_parser(
         "transfer",
         help="train all five methods and evaluate them in a 'real' domain (the paper's Table 1)",
-        description="Collect sim, randomized and real episodes, train sim-only, randomized-sim, gan, cyclegan and "
-        "rl-cyclegan, evaluate each in the real domain on fixed seeds and held-out objects, and write a "
+        description="Collect sim, randomized and real episodes, train sim-only (or take a given sim-only policy: "
+        "--sim-only-policy, the paper preset's shipped one), randomized-sim, gan, cyclegan and rl-cyclegan, "
+        "evaluate each in the real domain on fixed seeds and held-out objects, and write a "
         "report (report.md, report.json, figures) to --out. Re-running with the same --out reuses finished parts.",
     )
     p.add_argument("--real-domain", default="pseudo-real", help="built-in domain or a domain YAML (the 'reality')")
