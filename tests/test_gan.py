@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from rlcg.configio import to_dict
+from rlcg.errors import RlcgError
 from rlcg.gan import losses
-from rlcg.gan.trainer import GanTrainConfig, RLCycleGANTrainer, load_generator
+from rlcg.gan.trainer import GanTrainConfig, LossWeights, RLCycleGANTrainer, load_generator, objective_changes
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig
 from rlcg.models.qnet import QNetConfig
 from rlcg.rl.qtopt import WeightedSources
@@ -129,7 +131,6 @@ def test_gradients_reach_exactly_the_documented_parameters(tmp_path):
 def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_path):
     """--rl-scene-trains-q: the Q step adds L_RL-scene on detached images; its gradient alone
     reaches both Q-networks (never G or F) and a few Q steps on it reduce it."""
-    from rlcg.gan.trainer import LossWeights
 
     t = _trainer(tmp_path, rl_scene_trains_q=True, weights=LossWeights(rl=0.0, rl_scene=1.0))
     nets = t.nets
@@ -161,7 +162,6 @@ def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_pat
 
 def test_rl_scene_gradient_moves_the_generator_towards_consistency(tmp_path):
     """Only the RL-scene term (other weights 0): a few generator steps reduce it."""
-    from rlcg.gan.trainer import LossWeights
 
     t = _trainer(tmp_path, weights=LossWeights(gan=0.0, cycle=0.0, rl_scene=1.0, rl=0.0))
     sim, real = t._batch(t.sim_data), t._batch(t.real_data)
@@ -203,6 +203,22 @@ def test_resume_after_a_kill(tmp_path, hot_path):
     for name in ("G", "F", "D_Y", "Q_real", "Q_sim"):
         for p, q in zip(straight.nets[name].parameters(), resumed.nets[name].parameters()):
             assert torch.allclose(p, q, atol=1e-5), name
+
+
+def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
+    _trainer(tmp_path, steps=2).fit(progress=False)
+    with pytest.raises(RlcgError, match=r"rl_scene_trains_q: True -> False"):
+        _trainer(tmp_path, steps=4, resume=True, rl_scene_trains_q=False)
+    with pytest.raises(RlcgError, match=r"weights.rl_scene: 1.0 -> 10.0"):
+        _trainer(tmp_path, steps=4, resume=True, weights=LossWeights(rl_scene=10.0))
+    assert _trainer(tmp_path, steps=4, resume=True, channels_last=True, fused_adam=True).step == 2
+
+
+def test_a_run_from_before_rl_scene_trains_q_resumes_as_it_was_trained():
+    saved = to_dict(GanTrainConfig())
+    del saved["rl_scene_trains_q"]  # checkpoints written before the option existed
+    assert objective_changes(saved, GanTrainConfig()) == ["rl_scene_trains_q: False -> True"]
+    assert objective_changes(saved, GanTrainConfig(rl_scene_trains_q=False)) == []
 
 
 DDP_SCRIPT = textwrap.dedent(

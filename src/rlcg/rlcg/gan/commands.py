@@ -90,7 +90,11 @@ def register(sub) -> None:
         help="real episodes (required by the GAN methods)",
     )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in RUN")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN (GAN methods: with the loss settings it was started with; a change is refused)",
+    )
     p.add_argument("--no-progress", action="store_true")
     add_train_args(p)
     p.set_defaults(handler=cmd_train)

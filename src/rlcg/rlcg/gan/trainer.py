@@ -353,6 +353,13 @@ class RLCycleGANTrainer:
         cfg, weights, state = load_checkpoint(self.out / "checkpoint", kind=CHECKPOINT_KIND, with_train_state=True)
         if cfg["train"]["method"] != self.cfg.method:
             raise RlcgError(f"{self.out}: holds a {cfg['train']['method']!r} run, not {self.cfg.method!r}")
+        changed = objective_changes(cfg["train"], self.cfg)
+        if changed:
+            raise RlcgError(
+                f"{self.out}: --resume would continue with a different objective than the run was started with ("
+                + "; ".join(changed)
+                + "); pass the run's own settings or choose another --out"
+            )
         for name, net in self.nets.items():
             net.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
         load_optimizer_state(self.opt_g, state["opt_g"])
@@ -594,6 +601,34 @@ class RLCycleGANTrainer:
         self.save()
         self.dist.barrier()
         return self.history
+
+
+# What a resumed run may change: its length and bookkeeping, and how fast the same maths runs.
+RESUMABLE_CHANGES = frozenset(
+    {"steps", "log_every", "grid_every", "checkpoint_every", "bf16", "channels_last", "fused_adam"}
+)
+
+
+def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
+    """Settings of ``config`` that differ from a saved run's (``saved``: its config["train"]), as
+    "name: saved -> now", leaving out RESUMABLE_CHANGES. A setting the saved run predates counts
+    as that version's behaviour: runs from before ``rl_scene_trains_q`` kept the Q-networks out of
+    L_RL-scene."""
+    saved = {"rl_scene_trains_q": False, **saved}
+    now = to_dict(config)
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        items: dict = {}
+        for k, v in d.items():
+            items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return items
+
+    before, after = flat(saved), flat(now)
+    return [
+        f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
+        for k in sorted(set(before) | set(after))
+        if k.split(".")[0] not in RESUMABLE_CHANGES and before.get(k) != after.get(k)
+    ]
 
 
 def config_from_dict(data: dict) -> GanTrainConfig:
