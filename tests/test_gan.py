@@ -121,7 +121,7 @@ def test_gradients_reach_exactly_the_documented_parameters(tmp_path):
     assert _grads(nets["G"]) == {False} and _grads(nets["F"]) == {False}
     zero()
     q_loss, parts = t.q_loss(sim, real, out)
-    assert set(parts) == {"Q_real", "Q_sim", "Q_sim:cycled", "rl_scene"}  # rl_scene: rl_scene_trains_q
+    assert set(parts) == {"Q_real", "Q_sim", "Q_sim:cycled"}  # + rl_scene with rl_scene_trains_q
     q_loss.backward()
     assert True in _grads(nets["Q_sim"]) and True in _grads(nets["Q_real"])
     for frozen in ("G", "F", "D_X", "D_Y"):  # L_RL works on detached translations
@@ -207,8 +207,8 @@ def test_resume_after_a_kill(tmp_path, hot_path):
 
 def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
     _trainer(tmp_path, steps=2).fit(progress=False)
-    with pytest.raises(RlcgError, match=r"rl_scene_trains_q: True -> False"):
-        _trainer(tmp_path, steps=4, resume=True, rl_scene_trains_q=False)
+    with pytest.raises(RlcgError, match=r"rl_scene_trains_q: False -> True"):
+        _trainer(tmp_path, steps=4, resume=True, rl_scene_trains_q=True)
     with pytest.raises(RlcgError, match=r"weights.rl_scene: 1.0 -> 10.0"):
         _trainer(tmp_path, steps=4, resume=True, weights=LossWeights(rl_scene=10.0))
     assert _trainer(tmp_path, steps=4, resume=True, channels_last=True, fused_adam=True).step == 2
@@ -217,8 +217,11 @@ def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
 def test_a_run_from_before_rl_scene_trains_q_resumes_as_it_was_trained():
     saved = to_dict(GanTrainConfig())
     del saved["rl_scene_trains_q"]  # checkpoints written before the option existed
-    assert objective_changes(saved, GanTrainConfig()) == ["rl_scene_trains_q: False -> True"]
-    assert objective_changes(saved, GanTrainConfig(rl_scene_trains_q=False)) == []
+    assert objective_changes(saved, GanTrainConfig(rl_scene_trains_q=True)) == ["rl_scene_trains_q: False -> True"]
+    assert objective_changes(saved, GanTrainConfig()) == []
+    # settings of terms a method does not have do not block its resume
+    saved = to_dict(GanTrainConfig(method="gan"))
+    assert objective_changes(saved, GanTrainConfig(method="gan", weights=LossWeights(rl_scene=5.0, cycle=1.0))) == []
 
 
 DDP_SCRIPT = textwrap.dedent(

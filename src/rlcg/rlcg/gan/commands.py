@@ -45,8 +45,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rl-scene-trains-q",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (default: on; docs/method.md)",
+        default=False,
+        help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (default: off; docs/method.md)",
     )
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
     p.add_argument(

@@ -7,14 +7,15 @@ Which parameters each loss updates (docs/method.md explains why):
       (discriminator side)          D_Y, D_X         -
     L_cyc(G, F)                     G, F             -
     L_RL-scene, generator step      G, F             Q_sim, Q_real (frozen there)
-    L_RL-scene, Q step (default)    Q_sim, Q_real    - (translated images are detached)
+    L_RL-scene, Q step (option)     Q_sim, Q_real    - (translated images are detached)
     L_RL(Q)                         Q_sim, Q_real    - (translated images are detached)
 
 Detaching the images in every Q update keeps the generators from bending images to make the TD
 regression or the consistency easy; the generators learn about the task only through the generator
-step's L_RL-scene. Training the Q-networks on L_RL-scene too (``rl_scene_trains_q``, the paper's
-single objective minimised over all networks) is how Q_real meets real images without real RL
-data: Q_real(y) is pulled toward Q_sim(F(y)). Their TD losses keep them from meeting at a constant.
+step's L_RL-scene. The paper writes the term L_RL-scene(G, F): it moves the generators. Training the
+Q-networks on it too (``rl_scene_trains_q``, off by default) lets Q_real meet real images without
+real RL data (Q_real(y) is pulled toward Q_sim(F(y))), but measured on 10,000 sim episodes it also
+pulled Q_real's values together faster than its TD loss could separate them (docs/results.md).
 
 Methods: ``gan`` trains G adversarially and Q_real on G(x); ``cyclegan`` adds F and L_cyc;
 ``rl-cyclegan`` adds Q_sim and L_RL-scene. (``sim-only`` and ``randomized-sim`` train Q alone:
@@ -75,9 +76,9 @@ class GanTrainConfig:
     td_distance: Literal["mse", "bce"] = "bce"
     weights: LossWeights = field(default_factory=LossWeights)
     real_rl: bool = False
-    # L_RL-scene also trains Q_sim and Q_real (on detached images), not only G and F: the whole
-    # objective minimised jointly. Q_real then learns on real images y from Q_sim's view of F(y).
-    rl_scene_trains_q: bool = True
+    # L_RL-scene(G, F) trains the generators only, as the paper writes it. True also trains Q_sim and
+    # Q_real on it (detached images); off by default: it flattened Q_real's ranking (docs/results.md).
+    rl_scene_trains_q: bool = False
     gamma: float = 0.9
     polyak: float = 0.995
     target_cem: CEMConfig = field(default_factory=CEMConfig)
@@ -623,11 +624,16 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
             items.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return items
 
+    unused = set()  # settings of terms this method does not have
+    if not config.uses_q_sim:
+        unused |= {"rl_scene_trains_q", "weights.rl_scene"}
+    if not config.uses_f:
+        unused |= {"weights.cycle", "cycle_distance"}
     before, after = flat(saved), flat(now)
     return [
         f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
         for k in sorted(set(before) | set(after))
-        if k.split(".")[0] not in RESUMABLE_CHANGES and before.get(k) != after.get(k)
+        if k.split(".")[0] not in RESUMABLE_CHANGES and k not in unused and before.get(k) != after.get(k)
     ]
 
 
