@@ -99,6 +99,19 @@ def register(sub) -> None:
     p.add_argument("--record", metavar="DIR", default=None, help="also record the episodes as rosbag2 into DIR")
     p.set_defaults(handler=cmd_eval)
 
+    p = sub.add_parser(
+        "eval-data",
+        help="how well a policy's Q predicts the outcomes of recorded grasps (AUC, cross-entropy), offline",
+        description="Score the recorded final grasp of every episode in DATA (bags or an ingested dataset) with "
+        "the policy's Q-function and compare with the outcome: ROC AUC (0.5 = blind), cross-entropy (the TD "
+        "loss) and mean Q against the success rate. For data from a robot that cannot be replayed, e.g. real "
+        "bags; nothing is simulated.",
+    )
+    p.add_argument("--policy", default="default", help="policy checkpoint or 'default'")
+    p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="bag directories or ingested datasets")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_eval_data)
+
     p = sub.add_parser("viz", help="visualisations (viz q: Q heatmap over the camera image)")
     viz = p.add_subparsers(dest="viz", metavar="WHAT", required=True)
     q = viz.add_parser(
@@ -229,6 +242,28 @@ def cmd_eval(args) -> int:
     from rlcg.sim.commands import cmd_sim
 
     return cmd_sim(args)
+
+
+def cmd_eval_data(args) -> int:
+    from rlcg.data.dataset import TransitionDataset
+    from rlcg.eval.offline import score_outcomes
+    from rlcg.rl.policy import load_policy
+
+    policy = load_policy(args.policy)
+    results = {}
+    for path in args.data:
+        if not Path(path).exists():
+            raise CommandError(f"--data {path}: no such dataset or bag directory")
+        results[path] = score_outcomes(policy, TransitionDataset.open(path))
+    if args.json:
+        print(json.dumps({"policy": str(args.policy), "data": results}, indent=2))
+    else:
+        for path, r in results.items():
+            print(
+                f"{path}: {r['grasps']} grasps, {r['success_rate']:.1%} successful; "
+                f"AUC {r['auc']:.3f}, cross-entropy {r['cross_entropy']:.3f}, mean Q {r['mean_q']:.3f}"
+            )
+    return 0
 
 
 def cmd_viz_q(args) -> int:

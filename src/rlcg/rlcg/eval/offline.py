@@ -1,0 +1,91 @@
+"""How well a policy's Q-function predicts recorded grasp outcomes, without running a robot.
+
+On the final transitions of recorded episodes (done, reward 1 for a successful grasp, else 0), the
+Q-value of the recorded grasp is a predicted success probability. Reported:
+
+- ``auc``: probability that a successful grasp gets a higher Q than a failed one (ROC AUC; 0.5 is a
+  blind guess). CEM picks the grasp with the highest Q, so ranking is what the policy lives on.
+- ``cross_entropy``: the TD loss of those transitions (binary cross-entropy of Q against the outcome).
+- ``mean_q`` against ``success_rate``: calibration, whether Q is optimistic or pessimistic on average.
+
+This is how a Q-function can be checked on bags from the real robot, where the episodes are
+recorded but cannot be replayed, and how the transfer benchmark's Q_real is compared on the
+pseudo-real data (docs/results.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from rlcg.errors import RlcgError
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve: P(score of a positive > score of a negative), ties counting half."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels).astype(bool)
+    if scores.shape != labels.shape or scores.ndim != 1:
+        raise ValueError(f"scores and labels must be 1-D and of one length, got {scores.shape} and {labels.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinity")
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if positives == 0 or negatives == 0:
+        raise ValueError(f"AUC needs successes and failures, got {positives} and {negatives}")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average rank (1-based) within each group of tied scores
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    for s, e in zip(starts, ends):
+        ranks[order[s:e]] = (s + e + 1) / 2
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+@torch.no_grad()
+def score_outcomes(policy, dataset, batch_size: int = 256) -> dict:
+    """Q of each recorded final grasp against its outcome; ``policy`` a LearnedPolicy, ``dataset`` a
+    TransitionDataset. Raises RlcgError when the data cannot say anything (no finished episodes,
+    only successes or only failures, wrong image size, rewards other than 0 and 1)."""
+    from rlcg.models.qnet import QNetwork
+
+    dones = np.asarray(dataset.dones).astype(bool)
+    rows = np.flatnonzero(dones)
+    if len(rows) == 0:
+        raise RlcgError(f"{dataset.path}: no finished episode (no transition with done) to score")
+    rewards = np.asarray(dataset.rewards)[rows].astype(np.float64)
+    if not np.isin(rewards, (0.0, 1.0)).all():
+        raise RlcgError(f"{dataset.path}: final rewards must be 0 or 1 (grasp outcomes), got {np.unique(rewards)[:5]}")
+    size = tuple(dataset.image_size)
+    if size != (policy.image_size, policy.image_size):
+        raise RlcgError(
+            f"{dataset.path}: images are {size[1]}x{size[0]} but the policy was trained on "
+            f"{policy.image_size}x{policy.image_size}"
+        )
+    qnet = policy.qnet
+    device = next(qnet.parameters()).device
+    q = np.empty(len(rows))
+    for i in range(0, len(rows), batch_size):
+        idx = rows[i : i + batch_size]
+        images = QNetwork.preprocess(torch.as_tensor(np.asarray(dataset.images[idx])).to(device))
+        actions = torch.as_tensor(np.asarray(dataset.actions[idx]), dtype=torch.float32, device=device)
+        q[i : i + batch_size] = torch.sigmoid(qnet(images, actions)).double().cpu().numpy()
+    successes = int(rewards.sum())
+    if successes in (0, len(rows)):
+        raise RlcgError(
+            f"{dataset.path}: all {len(rows)} recorded grasps {'succeeded' if successes else 'failed'}; "
+            "ranking needs both outcomes"
+        )
+    p = np.clip(q, 1e-7, 1 - 1e-7)
+    cross_entropy = float(-(rewards * np.log(p) + (1 - rewards) * np.log(1 - p)).mean())
+    return {
+        "grasps": len(rows),
+        "successes": successes,
+        "success_rate": successes / len(rows),
+        "mean_q": float(q.mean()),
+        "auc": roc_auc(q, rewards),
+        "cross_entropy": cross_entropy if math.isfinite(cross_entropy) else None,
+    }

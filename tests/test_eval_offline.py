@@ -1,0 +1,80 @@
+"""Offline scoring of a policy's Q against recorded grasp outcomes (`rlcg eval-data`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rlcg.cli import main
+from rlcg.data.dataset import TransitionDataset
+from rlcg.errors import RlcgError
+from rlcg.eval.offline import roc_auc, score_outcomes
+from rlcg.rl.policy import load_policy
+
+
+def test_roc_auc_on_hand_made_cases():
+    labels = np.array([0, 0, 1, 1])
+    assert roc_auc(np.array([0.1, 0.2, 0.3, 0.4]), labels) == 1.0
+    assert roc_auc(np.array([0.4, 0.3, 0.2, 0.1]), labels) == 0.0
+    assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), labels) == 0.75  # 3 of the 4 (success, failure) pairs in order
+    assert roc_auc(np.full(4, 0.5), labels) == 0.5  # ties count half
+    assert roc_auc(np.array([0.1, 0.3, 0.3, 0.4]), labels) == 0.875
+
+
+@pytest.mark.parametrize(
+    "scores, labels, match",
+    [
+        (np.array([0.1, 0.2]), np.array([1, 1]), "successes and failures"),
+        (np.array([0.1, np.nan]), np.array([0, 1]), "NaN"),
+        (np.array([0.1, 0.2, 0.3]), np.array([0, 1]), "one length"),
+    ],
+)
+def test_roc_auc_refuses_what_it_cannot_rank(scores, labels, match):
+    with pytest.raises(ValueError, match=match):
+        roc_auc(scores, labels)
+
+
+@pytest.fixture(scope="module")
+def mixed_bag(tmp_path_factory):
+    """Ten scripted grasps in sim; seed 3 gives 4 successes and 6 failures."""
+    bag = tmp_path_factory.mktemp("bags") / "mixed"
+    args = ["collect", "--policy", "scripted", "--episodes", "10", "--seed", "3", "--out", str(bag), "--no-progress"]
+    assert main(args) == 0
+    return bag
+
+
+def test_score_outcomes_agrees_with_the_policy_one_image_at_a_time(mixed_bag):
+    policy = load_policy("default")
+    ds = TransitionDataset.open(mixed_bag)
+    rows = np.flatnonzero(np.asarray(ds.dones))
+    rewards = np.asarray(ds.rewards)[rows]
+    assert 0 < rewards.sum() < len(rows), "the fixture must hold both outcomes"
+    # the batched path against LearnedPolicy.q_values, image by image
+    q = np.array([policy.q_values(np.array(ds.images[i]), np.array(ds.actions[i : i + 1]))[0] for i in rows])
+    scored = score_outcomes(policy, ds, batch_size=3)
+    assert scored["grasps"] == len(rows) == 10
+    assert scored["successes"] == int(rewards.sum())
+    assert scored["mean_q"] == pytest.approx(q.mean(), abs=1e-5)
+    assert scored["auc"] == pytest.approx(roc_auc(q, rewards))
+    p = np.clip(q, 1e-7, 1 - 1e-7)
+    assert scored["cross_entropy"] == pytest.approx(-(rewards * np.log(p) + (1 - rewards) * np.log(1 - p)).mean(), 1e-4)
+
+
+def test_score_outcomes_needs_both_outcomes(mixed_bag):
+    ds = TransitionDataset.open(mixed_bag)
+    failures = ds.subset(np.flatnonzero(np.asarray(ds.rewards) == 0))
+    with pytest.raises(RlcgError, match="all 6 recorded grasps failed"):
+        score_outcomes(load_policy("default"), failures)
+
+
+def test_eval_data_cli(mixed_bag, tmp_path, capsys):
+    assert main(["eval-data", "--data", str(mixed_bag), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    scored = report["data"][str(mixed_bag)]
+    assert scored["grasps"] == 10 and 0.0 <= scored["auc"] <= 1.0
+    assert main(["eval-data", "--data", str(mixed_bag)]) == 0
+    assert "10 grasps, 40.0% successful; AUC" in capsys.readouterr().out
+    assert main(["eval-data", "--data", str(tmp_path / "missing")]) == 2
+    assert "no such dataset" in capsys.readouterr().err
