@@ -53,7 +53,7 @@ def test_score_outcomes_agrees_with_the_policy_one_image_at_a_time(mixed_bag):
     assert 0 < rewards.sum() < len(rows), "the fixture must hold both outcomes"
     # the batched path against LearnedPolicy.q_values, image by image
     q = np.array([policy.q_values(np.array(ds.images[i]), np.array(ds.actions[i : i + 1]))[0] for i in rows])
-    scored = score_outcomes(policy, ds, batch_size=3)
+    scored = score_outcomes(policy.qnet, ds, batch_size=3)
     assert scored["grasps"] == len(rows) == 10
     assert scored["successes"] == int(rewards.sum())
     assert scored["mean_q"] == pytest.approx(q.mean(), abs=1e-5)
@@ -66,7 +66,7 @@ def test_score_outcomes_needs_both_outcomes(mixed_bag):
     ds = TransitionDataset.open(mixed_bag)
     failures = ds.subset(np.flatnonzero(np.asarray(ds.rewards) == 0))
     with pytest.raises(RlcgError, match="all 6 recorded grasps failed"):
-        score_outcomes(load_policy("default"), failures)
+        score_outcomes(load_policy("default").qnet, failures)
 
 
 def test_eval_data_cli(mixed_bag, tmp_path, capsys):
@@ -78,3 +78,25 @@ def test_eval_data_cli(mixed_bag, tmp_path, capsys):
     assert "10 grasps, 40.0% successful; AUC" in capsys.readouterr().out
     assert main(["eval-data", "--data", str(tmp_path / "missing")]) == 2
     assert "no such dataset" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["sim-only", "cyclegan"])
+def test_train_scores_q_on_the_monitor_data_as_it_trains(method, mixed_bag, tmp_path, capsys):
+    def train(run, monitor_data):
+        args = ["train", "--method", method, "--sim-data", str(mixed_bag), "--out", str(run), "--steps", "3"]
+        if method == "cyclegan":
+            args += ["--real-data", str(mixed_bag), "--gen-width", "4", "--gen-blocks", "1"]
+        args += ["--monitor-data", str(monitor_data), "--monitor-every", "2", "--threads", "1", "--no-progress"]
+        return main(args)
+
+    run = tmp_path / "run"
+    assert train(run, mixed_bag) == 0
+    lines = [json.loads(line) for line in (run / "monitor.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in lines] == [0, 2, 3]  # the start, every 2 steps, the end
+    assert all(s["grasps"] == 10 and 0.0 <= s["auc"] <= 1.0 for s in lines)
+    # the final line scores the exported policy
+    final = score_outcomes(load_policy(run / "policy").qnet, TransitionDataset.open(mixed_bag))
+    assert lines[-1]["auc"] == pytest.approx(final["auc"]) and lines[-1]["mean_q"] == pytest.approx(final["mean_q"])
+    capsys.readouterr()
+    assert train(tmp_path / "other", tmp_path / "missing") == 2
+    assert "--monitor-data" in capsys.readouterr().err and not (tmp_path / "other").exists()

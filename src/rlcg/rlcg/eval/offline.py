@@ -15,7 +15,9 @@ pseudo-real data (docs/results.md).
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -46,9 +48,9 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def score_outcomes(policy, dataset, batch_size: int = 256) -> dict:
-    """Q of each recorded final grasp against its outcome; ``policy`` a LearnedPolicy, ``dataset`` a
-    TransitionDataset. Raises RlcgError when the data cannot say anything (no finished episodes,
+def score_outcomes(qnet, dataset, batch_size: int = 256) -> dict:
+    """Q of each recorded final grasp against its outcome; ``qnet`` a QNetwork (a policy's ``.qnet``),
+    ``dataset`` a TransitionDataset. Raises RlcgError when the data cannot say anything (no finished episodes,
     only successes or only failures, wrong image size, rewards other than 0 and 1)."""
     from rlcg.models.qnet import QNetwork
 
@@ -59,13 +61,9 @@ def score_outcomes(policy, dataset, batch_size: int = 256) -> dict:
     rewards = np.asarray(dataset.rewards)[rows].astype(np.float64)
     if not np.isin(rewards, (0.0, 1.0)).all():
         raise RlcgError(f"{dataset.path}: final rewards must be 0 or 1 (grasp outcomes), got {np.unique(rewards)[:5]}")
-    size = tuple(dataset.image_size)
-    if size != (policy.image_size, policy.image_size):
-        raise RlcgError(
-            f"{dataset.path}: images are {size[1]}x{size[0]} but the policy was trained on "
-            f"{policy.image_size}x{policy.image_size}"
-        )
-    qnet = policy.qnet
+    size, trained = tuple(dataset.image_size), qnet.config.image_size
+    if size != (trained, trained):
+        raise RlcgError(f"{dataset.path}: images are {size[1]}x{size[0]} but the Q-network takes {trained}x{trained}")
     device = next(qnet.parameters()).device
     q = np.empty(len(rows))
     for i in range(0, len(rows), batch_size):
@@ -89,3 +87,27 @@ def score_outcomes(policy, dataset, batch_size: int = 256) -> dict:
         "auc": roc_auc(q, rewards),
         "cross_entropy": cross_entropy if math.isfinite(cross_entropy) else None,
     }
+
+
+class OutcomeMonitor:
+    """Scores a Q-network on recorded outcomes every ``every`` training steps: TensorBoard scalars
+    ``monitor/auc``, ``monitor/cross_entropy``, ``monitor/mean_q`` and one JSON line per check in
+    ``path`` (appended, so a resumed run continues the file)."""
+
+    def __init__(self, dataset, every: int, path: Path):
+        if every <= 0:
+            raise ValueError(f"monitor interval must be positive, got {every}")
+        self.dataset, self.every, self.path = dataset, every, Path(path)
+
+    def due(self, step: int, last_step: int) -> bool:
+        return step % self.every == 0 or step == last_step
+
+    def __call__(self, step: int, qnet, writer=None) -> dict:
+        scores = {"step": step, **score_outcomes(qnet, self.dataset)}
+        if writer is not None:
+            for k in ("auc", "cross_entropy", "mean_q"):
+                writer.add_scalar(f"monitor/{k}", scores[k], step)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(scores) + "\n")
+        return scores

@@ -22,6 +22,16 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch (default: 64 Q-only, 8 GAN)")
     p.add_argument("--real-rl", action="store_true", help="Q_real also learns from the real transitions (Table 2)")
     p.add_argument(
+        "--monitor-data",
+        metavar="DIR",
+        default=None,
+        help="recorded grasps with outcomes (e.g. real bags) on which to score the trained Q (Q_real) during "
+        "training: ROC AUC, cross-entropy, mean Q to TensorBoard (monitor/) and RUN/monitor.jsonl; never trained on",
+    )
+    p.add_argument(
+        "--monitor-every", type=positive_int, default=250, help="steps between monitor scores (default: 250)"
+    )
+    p.add_argument(
         "--q-batch-size",
         type=positive_int,
         default=32,
@@ -186,6 +196,14 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
     prov: dict = {"provenance": provenance(seed=args.seed)}
     if args.init_q:
         prov["init_q"] = str(resolve_policy_path(args.init_q))
+    monitor = None
+    if args.monitor_data:
+        from rlcg.data.dataset import TransitionDataset
+        from rlcg.eval.offline import OutcomeMonitor
+
+        if not Path(args.monitor_data).exists():
+            raise CommandError(f"--monitor-data {args.monitor_data}: no such dataset or bag directory")
+        monitor = OutcomeMonitor(TransitionDataset.open(args.monitor_data), args.monitor_every, out / "monitor.jsonl")
     out.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(str(out / "tb"))
     try:
@@ -210,7 +228,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 provenance=prov,
                 init=resolve_policy_path(args.init_q) if args.init_q else None,
             )
-            trainer.fit(progress=progress, writer=writer)
+            trainer.fit(progress=progress, writer=writer, monitor=monitor)
         else:
             from rlcg.gan.trainer import RLCycleGANTrainer
 
@@ -232,7 +250,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 provenance=prov,
             )
             try:
-                trainer.fit(progress=progress, writer=writer)
+                trainer.fit(progress=progress, writer=writer, monitor=monitor)
             finally:
                 trainer.dist.close()
     finally:

@@ -555,12 +555,15 @@ class RLCycleGANTrainer:
             )
         return np.concatenate([left, gap, right], axis=1)
 
-    def fit(self, progress: bool = True, writer: Any = None) -> list[dict[str, float]]:
+    def fit(self, progress: bool = True, writer: Any = None, monitor: Any = None) -> list[dict[str, float]]:
+        """Train to ``cfg.steps``; ``monitor`` (rlcg.eval.offline.OutcomeMonitor) scores Q_real on recorded outcomes."""
         from PIL import Image
         from tqdm import tqdm
 
         cfg = self.cfg
         main = self.dist.is_main
+        if main and monitor is not None and self.step == 0:  # the starting point, and bad data fails before training
+            monitor(0, _unwrap(self.qs).Q_real, writer)
         bar = tqdm(
             total=cfg.steps,
             initial=self.step,
@@ -591,6 +594,11 @@ class RLCycleGANTrainer:
                                 group = "q" if k.startswith("q") else "loss" if k.startswith("loss") else "speed"
                                 writer.add_scalar(f"{group}/{k}", v, self.step)
                     window, t0 = [], time.perf_counter()
+                if main and monitor is not None and monitor.due(self.step, cfg.steps):
+                    s = monitor(self.step, _unwrap(self.qs).Q_real, writer)
+                    bar.write(
+                        f"step {self.step}: Q_real on the monitor data: AUC {s['auc']:.3f}, mean Q {s['mean_q']:.3f}"
+                    )
                 if main and (self.step % cfg.grid_every == 0 or self.step == cfg.steps):
                     grids = self.out / "images"
                     grids.mkdir(parents=True, exist_ok=True)

@@ -254,7 +254,7 @@ def cmd_eval_data(args) -> int:
     for path in args.data:
         if not Path(path).exists():
             raise CommandError(f"--data {path}: no such dataset or bag directory")
-        results[path] = score_outcomes(policy, TransitionDataset.open(path))
+        results[path] = score_outcomes(policy.qnet, TransitionDataset.open(path))
     if args.json:
         print(json.dumps({"policy": str(args.policy), "data": results}, indent=2))
     else:

@@ -317,10 +317,13 @@ class QTOptTrainer:
                 wins += run_episode(world, policy, episode_seed(seed, i)).success
         return wins / max(episodes, 1)
 
-    def fit(self, progress: bool = True, writer: Any = None) -> list[dict[str, float]]:
+    def fit(self, progress: bool = True, writer: Any = None, monitor: Any = None) -> list[dict[str, float]]:
+        """Train to ``config.steps``; ``monitor`` (rlcg.eval.offline.OutcomeMonitor) scores Q on recorded outcomes."""
         from tqdm import tqdm
 
         cfg = self.config
+        if monitor is not None and self.step == 0:  # the starting point, and bad data fails before training
+            monitor(0, self.qnet, writer)
         bar = tqdm(
             total=cfg.steps, initial=self.step, desc="train-q", unit="step", disable=not progress, dynamic_ncols=True
         )
@@ -348,6 +351,9 @@ class QTOptTrainer:
                     if writer is not None:
                         writer.add_scalar(f"eval/success_{cfg.eval_domain}", rate, self.step)
                     bar.write(f"step {self.step}: success on {cfg.eval_domain} = {rate:.1%} ({cfg.eval_episodes} ep)")
+                if monitor is not None and monitor.due(self.step, cfg.steps):
+                    s = monitor(self.step, self.qnet, writer)
+                    bar.write(f"step {self.step}: Q on the monitor data: AUC {s['auc']:.3f}, mean Q {s['mean_q']:.3f}")
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
         finally:
