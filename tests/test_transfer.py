@@ -28,6 +28,9 @@ def test_bench_transfer_smoke_end_to_end(tmp_path, capsys):
         low, high = result["ci95"]
         assert 0 <= low <= result["success_rate"] <= high <= 1
         assert result["episodes"] == report["settings"]["eval_episodes"]
+        offline = result["offline"]  # Q scored on the last real chunk's outcomes, or why it could not be
+        assert offline["data"].endswith("real-1")
+        assert (0 <= offline["auc"] <= 1) if offline["auc"] is not None else "outcome" in offline["why_not"]
     amounts = [point["real_episodes"] for point in report["real_rl_curve"]]
     assert amounts == sorted(amounts) and amounts[-1] == report["settings"]["real_episodes"]
     for name in ("report.md", "report.json", "success.png", "translations.png", "real_rl_curve.png"):

@@ -37,14 +37,26 @@ def markdown(report: dict) -> str:
             "",
         ]
     lines += [
-        f"| method | success in {report['real_domain']} | 95% interval | paper, Table 1 (Robot 1) |",
-        "|---|---|---|---|",
+        f"| method | success in {report['real_domain']} | 95% interval | paper, Table 1 (Robot 1) "
+        "| Q's AUC on real grasps* |",
+        "|---|---|---|---|---|",
     ]
+    offline_data = None
     for method, r in report["methods"].items():
         lo, hi = r["ci95"]
+        offline = r.get("offline") or {}
+        offline_data = offline.get("data", offline_data)
+        auc = f"{offline['auc']:.3f}" if offline.get("auc") is not None else "n/a"
         lines.append(
-            f"| {method} | {_pct(r['success_rate'])} | [{_pct(lo)}, {_pct(hi)}] | {_pct(PAPER_TABLE_1[method])} |"
+            f"| {method} | {_pct(r['success_rate'])} | [{_pct(lo)}, {_pct(hi)}] "
+            f"| {_pct(PAPER_TABLE_1[method])} | {auc} |"
         )
+    if offline_data:
+        lines += [
+            "",
+            f"\\* ROC AUC of the policy's Q on the recorded outcomes of `{offline_data}` (0.5: blind; "
+            "`rlcg eval-data`). Those images are GAN training data, their outcomes are not used in training.",
+        ]
     lines += [
         "",
         "Same policies in `sim` (the architecture's own success without a domain gap):",

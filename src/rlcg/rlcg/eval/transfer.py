@@ -299,6 +299,10 @@ def cmd_bench_transfer(args) -> int:
             f"{method:15s} in {real.name}: {results[method]['success_rate']:.1%} "
             f"[{results[method]['ci95'][0]:.1%}, {results[method]['ci95'][1]:.1%}]"
         )
+    # Offline, how well each policy's Q ranks real grasps it never learned from: the last real chunk's
+    # outcomes (its images are GAN training data, its labels are not; rlcg eval-data computes the same).
+    for method in METHOD_ORDER:
+        results[method]["offline"] = _score_offline(policies[method], real_dirs[-1])
     reference = {
         m: _evaluate(policies[m], "sim", preset.eval_episodes, args.workers, progress, f"eval {m} in sim")
         for m in ("sim-only", "rl-cyclegan")
@@ -353,6 +357,19 @@ def cmd_bench_transfer(args) -> int:
     if args.json:
         print(json.dumps(report))
     return 0
+
+
+def _score_offline(policy: Path, data: Path) -> dict:
+    from rlcg.data.dataset import TransitionDataset
+    from rlcg.errors import RlcgError
+    from rlcg.eval.offline import score_outcomes
+    from rlcg.rl.policy import load_policy
+
+    try:
+        scores = score_outcomes(load_policy(policy).qnet, TransitionDataset.open(data))
+    except RlcgError as exc:  # e.g. a smoke-sized chunk with one outcome only
+        return {"data": str(data), "auc": None, "why_not": str(exc)}
+    return {"data": str(data), **scores}
 
 
 class _Log:
