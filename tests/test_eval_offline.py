@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from rlcg.cli import main
 from rlcg.data.dataset import TransitionDataset
@@ -67,6 +68,14 @@ def test_score_outcomes_needs_both_outcomes(mixed_bag):
     failures = ds.subset(np.flatnonzero(np.asarray(ds.rewards) == 0))
     with pytest.raises(RlcgError, match="all 6 recorded grasps failed"):
         score_outcomes(load_policy("default").qnet, failures)
+
+
+def test_score_outcomes_refuses_a_diverged_q_network(mixed_bag):
+    qnet = load_policy("default").qnet
+    with torch.no_grad():
+        next(qnet.parameters()).fill_(float("nan"))
+    with pytest.raises(RlcgError, match="NaN or infinity on 10 grasps"):
+        score_outcomes(qnet, TransitionDataset.open(mixed_bag))
 
 
 def test_eval_data_cli(mixed_bag, tmp_path, capsys):

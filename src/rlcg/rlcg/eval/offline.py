@@ -61,6 +61,12 @@ def score_outcomes(qnet, dataset, batch_size: int = 256) -> dict:
     rewards = np.asarray(dataset.rewards)[rows].astype(np.float64)
     if not np.isin(rewards, (0.0, 1.0)).all():
         raise RlcgError(f"{dataset.path}: final rewards must be 0 or 1 (grasp outcomes), got {np.unique(rewards)[:5]}")
+    successes = int(rewards.sum())
+    if successes in (0, len(rows)):
+        raise RlcgError(
+            f"{dataset.path}: all {len(rows)} recorded grasps {'succeeded' if successes else 'failed'}; "
+            "ranking needs both outcomes"
+        )
     size, trained = tuple(dataset.image_size), qnet.config.image_size
     if size != (trained, trained):
         raise RlcgError(f"{dataset.path}: images are {size[1]}x{size[0]} but the Q-network takes {trained}x{trained}")
@@ -71,12 +77,8 @@ def score_outcomes(qnet, dataset, batch_size: int = 256) -> dict:
         images = QNetwork.preprocess(torch.as_tensor(np.asarray(dataset.images[idx])).to(device))
         actions = torch.as_tensor(np.asarray(dataset.actions[idx]), dtype=torch.float32, device=device)
         q[i : i + batch_size] = torch.sigmoid(qnet(images, actions)).double().cpu().numpy()
-    successes = int(rewards.sum())
-    if successes in (0, len(rows)):
-        raise RlcgError(
-            f"{dataset.path}: all {len(rows)} recorded grasps {'succeeded' if successes else 'failed'}; "
-            "ranking needs both outcomes"
-        )
+    if not np.isfinite(q).all():
+        raise RlcgError(f"the Q-network gives NaN or infinity on {int((~np.isfinite(q)).sum())} grasps (diverged?)")
     p = np.clip(q, 1e-7, 1 - 1e-7)
     cross_entropy = float(-(rewards * np.log(p) + (1 - rewards) * np.log(1 - p)).mean())
     return {
