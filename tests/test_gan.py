@@ -41,6 +41,27 @@ def test_rl_scene_loss_is_zero_when_the_six_q_values_agree_and_grows_with_disagr
     assert float(losses.rl_scene_loss(_six([0.5, 0.5, 0.5, 0.2, 0.2, 0.6]))) == pytest.approx(2 * 0.4**2)
 
 
+def test_six_q_values_read_the_paper_s_network_image_and_action_for_each_value():
+    calls = []
+
+    def q_value(net, images, actions):
+        calls.append((net, images, actions))
+        return torch.zeros(1)
+
+    images = {name: object() for name in ("x", "G(x)", "F(G(x))", "y", "F(y)", "G(F(y))")}
+    a_x, a_y = object(), object()
+    losses.six_q_values(q_value, images, a_x, a_y)
+    expected = [  # q_x, q'_x, q''_x, q_y, q'_y, q''_y
+        ("Q_sim", "x", a_x),
+        ("Q_real", "G(x)", a_x),
+        ("Q_sim", "F(G(x))", a_x),
+        ("Q_real", "y", a_y),
+        ("Q_sim", "F(y)", a_y),
+        ("Q_real", "G(F(y))", a_y),
+    ]
+    assert calls == [(net, images[name], a) for net, name, a in expected]
+
+
 def test_cycle_and_gan_losses_on_hand_made_cases():
     x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     assert losses.cycle_loss(x, x, y, y) == 0

@@ -85,7 +85,13 @@ def register_transfer(bench_sub) -> None:
     )
     p.add_argument("--real-domain", default="pseudo-real", help="built-in domain or a domain YAML (the 'reality')")
     p.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
-    p.add_argument("--sim-episodes", type=positive_int, default=None, help="override the preset")
+    p.add_argument(
+        "--sim-episodes",
+        type=positive_int,
+        default=None,
+        help="episodes of each sim collection (scripted sim, the sim-only policy's on-policy sim, and the "
+        "randomized domain, so that randomized-sim sees as many episodes as sim-only); overrides the preset",
+    )
     p.add_argument("--real-episodes", type=positive_int, default=None, help="override the preset")
     p.add_argument("--eval-episodes", type=positive_int, default=None, help="override the preset")
     p.add_argument("--real-rl", action="store_true", help="also the curve of success against real RL data")

@@ -8,6 +8,7 @@ X is the simulator's image domain, Y the real one; G: X -> Y, F: Y -> X.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -72,6 +73,35 @@ class SixQ:
             "q'_y": self.q_y1,
             "q''_y": self.q_y2,
         }
+
+
+# The network and the image behind each of the six Q-values; the x-side values take the sim action,
+# the y-side values the real one.
+SIX_Q_INPUTS: dict[str, tuple[str, str]] = {
+    "q_x": ("Q_sim", "x"),
+    "q_x1": ("Q_real", "G(x)"),
+    "q_x2": ("Q_sim", "F(G(x))"),
+    "q_y": ("Q_real", "y"),
+    "q_y1": ("Q_sim", "F(y)"),
+    "q_y2": ("Q_real", "G(F(y))"),
+}
+
+
+def six_q_values(
+    q_value: Callable[[str, torch.Tensor, torch.Tensor], torch.Tensor],
+    images: Mapping[str, torch.Tensor],
+    sim_actions: torch.Tensor,
+    real_actions: torch.Tensor,
+) -> SixQ:
+    """The six Q-values of L_RL-scene. ``q_value(network name, images, actions)`` gives sigmoid Q (with
+    live or detached parameters, as the caller needs); ``images`` holds x, y and the four translations
+    under the names of SIX_Q_INPUTS, in the Q-network's input range."""
+    return SixQ(
+        **{
+            key: q_value(net, images[image], sim_actions if key.startswith("q_x") else real_actions)
+            for key, (net, image) in SIX_Q_INPUTS.items()
+        }
+    )
 
 
 def rl_scene_loss(q: SixQ) -> torch.Tensor:

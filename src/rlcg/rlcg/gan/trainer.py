@@ -159,19 +159,17 @@ class QFunctions(nn.Module):
         self,
         terms: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]],
         kind: str,
-        scene: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        scene: tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor] | None = None,
     ):
         """terms: (network name, images, actions, targets); returns the summed loss and each term.
-        scene: the six images of L_RL-scene with their actions (keys as SixQ's fields); given, the
-        six Q-values are computed with live parameters and returned under ``parts["rl_scene"]``."""
+        scene: L_RL-scene's images (named as in losses.SIX_Q_INPUTS), sim actions and real actions;
+        given, the six Q-values are computed with live parameters and returned under ``parts["rl_scene"]``."""
         parts = {}
         for name, images, actions, targets in terms:
             parts[name] = td_loss(getattr(self, name.split(":")[0])(images, actions), targets, kind)
         loss = sum(parts.values())
         if scene is not None:
-            nets = {"q_x": self.Q_sim, "q_x1": self.Q_real, "q_x2": self.Q_sim}
-            nets.update(q_y=self.Q_real, q_y1=self.Q_sim, q_y2=self.Q_real)
-            six = losses.SixQ(**{k: torch.sigmoid(nets[k](*scene[k])) for k in nets})
+            six = losses.six_q_values(lambda net, im, a: torch.sigmoid(getattr(self, net)(im, a)), *scene)
             parts["rl_scene"] = losses.rl_scene_loss(six)
         return loss, parts
 
@@ -416,14 +414,9 @@ class RLCycleGANTrainer:
             loss = loss + w.gan * f_gan + w.cycle * cyc
             stats.update(loss_gan_F=float(f_gan.detach()), loss_cycle=float(cyc.detach()))
         if cfg.uses_q_sim:
-            a_x, a_y = sim["action"], real["action"]
-            six = losses.SixQ(
-                q_x=_frozen_q(nets["Q_sim"], sim["image"], a_x),
-                q_x1=_frozen_q(nets["Q_real"], to_q_range(out["G(x)"]), a_x),
-                q_x2=_frozen_q(nets["Q_sim"], to_q_range(out["F(G(x))"]), a_x),
-                q_y=_frozen_q(nets["Q_real"], real["image"], a_y),
-                q_y1=_frozen_q(nets["Q_sim"], to_q_range(out["F(y)"]), a_y),
-                q_y2=_frozen_q(nets["Q_real"], to_q_range(out["G(F(y))"]), a_y),
+            images = {"x": sim["image"], "y": real["image"], **{k: to_q_range(v) for k, v in out.items()}}
+            six = losses.six_q_values(
+                lambda net, im, a: _frozen_q(nets[net], im, a), images, sim["action"], real["action"]
             )
             scene = losses.rl_scene_loss(six)  # L_RL-scene(G, F)
             loss = loss + w.rl_scene * scene
@@ -448,16 +441,8 @@ class RLCycleGANTrainer:
         translated = {k: v.detach().float() for k, v in out.items() if k in ("G(x)", "F(G(x))")}
         scene = None
         if self.cfg.uses_q_sim and self.cfg.rl_scene_trains_q:
-            img = {k: to_q_range(v.detach().float()) for k, v in out.items()}
-            a_x, a_y = sim["action"], real["action"]
-            scene = {
-                "q_x": (sim["image"], a_x),
-                "q_x1": (img["G(x)"], a_x),
-                "q_x2": (img["F(G(x))"], a_x),
-                "q_y": (real["image"], a_y),
-                "q_y1": (img["F(y)"], a_y),
-                "q_y2": (img["G(F(y))"], a_y),
-            }
+            images = {k: to_q_range(v.detach().float()) for k, v in out.items()}
+            scene = ({"x": sim["image"], "y": real["image"], **images}, sim["action"], real["action"])
         extra = self.cfg.q_batch_size - self.cfg.batch_size
         if extra > 0:
             more = self._batch(self.sim_data, extra)
