@@ -109,3 +109,61 @@ def test_train_scores_q_on_the_monitor_data_as_it_trains(method, mixed_bag, tmp_
     capsys.readouterr()
     assert train(tmp_path / "other", tmp_path / "missing") == 2
     assert "--monitor-data" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+# ---------------------------------------------------------------------- the six Q-values of a GAN run
+def _train(run, method, data, steps=2):
+    args = ["train", "--method", method, "--sim-data", str(data), "--real-data", str(data), "--init-q", "default"]
+    args += ["--steps", str(steps), "--gen-width", "4", "--gen-blocks", "1", "--threads", "1", "--no-progress"]
+    assert main([*args, "--out", str(run)]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def cyclegan_run(mixed_bag, tmp_path_factory):
+    return _train(tmp_path_factory.mktemp("runs") / "cyclegan", "cyclegan", mixed_bag)
+
+
+def _q(qnet, images, actions):
+    return torch.sigmoid(qnet(images, torch.as_tensor(actions))).double().numpy()
+
+
+def test_scene_consistency_scores_each_q_value_of_the_run(cyclegan_run, mixed_bag):
+    from rlcg.eval.consistency import scene_consistency
+    from rlcg.gan.trainer import load_generator, to_gan_range, to_q_range
+    from rlcg.models.qnet import QNetwork
+
+    ds = TransitionDataset.open(mixed_bag)
+    result = scene_consistency(cyclegan_run, ds, ds)
+    assert result["method"] == "cyclegan" and result["q_sim"].endswith("default_policy")  # no Q_sim: its start
+    sim, real = result["data"]["sim"], result["data"]["real"]
+    start, q_real = load_policy("default").qnet, load_policy(cyclegan_run / "policy").qnet
+    assert sim["values"]["Q_sim(x)"] == pytest.approx(score_outcomes(start, ds))
+    assert real["values"]["Q_real(y)"] == pytest.approx(score_outcomes(q_real, ds))
+    # Q_sim(F(y)) and its distance to Q_real(y), by hand
+    rows = np.flatnonzero(np.asarray(ds.dones))
+    y, actions = QNetwork.preprocess(torch.as_tensor(np.asarray(ds.images[rows]))), np.asarray(ds.actions[rows])
+    with torch.no_grad():
+        f_y = to_q_range(load_generator(cyclegan_run, "F")(to_gan_range(y)))
+        q_y, q_f_y = _q(q_real, y, actions), _q(start, f_y, actions)
+    assert real["values"]["Q_sim(F(y))"]["mean_q"] == pytest.approx(q_f_y.mean(), abs=1e-5)
+    assert real["distances"]["d(Q_real(y), Q_sim(F(y)))"] == pytest.approx(np.mean((q_y - q_f_y) ** 2), abs=1e-6)
+    assert real["rl_scene"] == pytest.approx(sum(real["distances"].values()))
+    assert set(sim["values"]) == {"Q_sim(x)", "Q_real(G(x))", "Q_sim(F(G(x)))"}
+
+
+def test_eval_consistency_cli_and_its_refusals(cyclegan_run, mixed_bag, tmp_path, capsys):
+    base = ["eval-consistency", str(cyclegan_run), "--sim-data", str(mixed_bag), "--real-data", str(mixed_bag)]
+    assert main([*base, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["data"]["real"]["values"]["Q_real(y)"]["grasps"] == 10
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "Q_sim(F(G(x)))" in out and "Q_real(G(F(y)))" in out and "10 grasps, 40.0% successful" in out
+    assert main([*base[:3], str(tmp_path / "missing"), *base[4:]]) == 2
+    assert "--sim-data" in capsys.readouterr().err
+    assert main(["eval-consistency", str(tmp_path), *base[2:]]) == 2
+    assert "no GAN run here" in capsys.readouterr().err
+    gan_run = _train(tmp_path / "gan", "gan", mixed_bag, steps=1)
+    assert main(["eval-consistency", str(gan_run), *base[2:]]) == 2
+    assert "has no F" in capsys.readouterr().err

@@ -47,13 +47,11 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 
-@torch.no_grad()
-def score_outcomes(qnet, dataset, batch_size: int = 256) -> dict:
-    """Q of each recorded final grasp against its outcome; ``qnet`` a QNetwork (a policy's ``.qnet``),
-    ``dataset`` a TransitionDataset. Raises RlcgError when the data cannot say anything (no finished episodes,
-    only successes or only failures, wrong image size, rewards other than 0 and 1)."""
-    from rlcg.models.qnet import QNetwork
-
+def final_grasps(dataset, image_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, actions, 0/1 rewards) of the recorded final grasp of every finished episode in a
+    TransitionDataset; its images are ``dataset.images[rows]``, to be read batch by batch. Raises
+    RlcgError when the data cannot say anything about a Q-function taking ``image_size`` images (no
+    finished episodes, only successes or only failures, wrong image size, rewards other than 0 and 1)."""
     dones = np.asarray(dataset.dones).astype(bool)
     rows = np.flatnonzero(dones)
     if len(rows) == 0:
@@ -67,24 +65,45 @@ def score_outcomes(qnet, dataset, batch_size: int = 256) -> dict:
             f"{dataset.path}: all {len(rows)} recorded grasps {'succeeded' if successes else 'failed'}; "
             "ranking needs both outcomes"
         )
-    size, trained = tuple(dataset.image_size), qnet.config.image_size
-    if size != (trained, trained):
-        raise RlcgError(f"{dataset.path}: images are {size[1]}x{size[0]} but the Q-network takes {trained}x{trained}")
-    device = next(qnet.parameters()).device
-    q = np.empty(len(rows))
-    for i in range(0, len(rows), batch_size):
-        idx = rows[i : i + batch_size]
-        images = QNetwork.preprocess(torch.as_tensor(np.asarray(dataset.images[idx])).to(device))
-        actions = torch.as_tensor(np.asarray(dataset.actions[idx]), dtype=torch.float32, device=device)
-        q[i : i + batch_size] = torch.sigmoid(qnet(images, actions)).double().cpu().numpy()
+    size = tuple(dataset.image_size)
+    if size != (image_size, image_size):
+        raise RlcgError(
+            f"{dataset.path}: images are {size[1]}x{size[0]} but the Q-network takes {image_size}x{image_size}"
+        )
+    return rows, np.asarray(dataset.actions[rows], dtype=np.float32), rewards
+
+
+def check_finite(q: np.ndarray, what: str = "the Q-network") -> None:
     if not np.isfinite(q).all():
-        raise RlcgError(f"the Q-network gives NaN or infinity on {int((~np.isfinite(q)).sum())} grasps (diverged?)")
+        raise RlcgError(f"{what} gives NaN or infinity on {int((~np.isfinite(q)).sum())} grasps (diverged?)")
+
+
+@torch.no_grad()
+def score_outcomes(qnet, dataset, batch_size: int = 256) -> dict:
+    """Q of each recorded final grasp against its outcome; ``qnet`` a QNetwork (a policy's ``.qnet``),
+    ``dataset`` a TransitionDataset. Raises RlcgError when the data cannot say anything (final_grasps)."""
+    from rlcg.models.qnet import QNetwork
+
+    rows, actions, rewards = final_grasps(dataset, qnet.config.image_size)
+    device = next(qnet.parameters()).device
+    q = np.empty(len(rewards))
+    for i in range(0, len(rewards), batch_size):
+        batch = QNetwork.preprocess(torch.as_tensor(np.asarray(dataset.images[rows[i : i + batch_size]])).to(device))
+        a = torch.as_tensor(actions[i : i + batch_size], device=device)
+        q[i : i + batch_size] = torch.sigmoid(qnet(batch, a)).double().cpu().numpy()
+    check_finite(q)
+    return outcome_scores(q, rewards)
+
+
+def outcome_scores(q: np.ndarray, rewards: np.ndarray) -> dict:
+    """Grasps, success rate, mean Q, ROC AUC and cross-entropy of success probabilities ``q`` against 0/1 outcomes."""
+    successes = int(rewards.sum())
     p = np.clip(q, 1e-7, 1 - 1e-7)
     cross_entropy = float(-(rewards * np.log(p) + (1 - rewards) * np.log(1 - p)).mean())
     return {
-        "grasps": len(rows),
+        "grasps": len(rewards),
         "successes": successes,
-        "success_rate": successes / len(rows),
+        "success_rate": successes / len(rewards),
         "mean_q": float(q.mean()),
         "auc": roc_auc(q, rewards),
         "cross_entropy": cross_entropy if math.isfinite(cross_entropy) else None,

@@ -109,6 +109,28 @@ def register(sub) -> None:
     add_train_args(p)
     p.set_defaults(handler=cmd_train)
 
+    p = sub.add_parser(
+        "eval-consistency",
+        help="where a cyclegan/rl-cyclegan run loses the task: its six Q-values scored on recorded outcomes",
+        description="Score each of the six Q-values of L_RL-scene against the outcomes of recorded grasps: "
+        "Q_sim(x), Q_real(G(x)), Q_sim(F(G(x))) on sim data and Q_real(y), Q_sim(F(y)), Q_real(G(F(y))) on real "
+        "data (ROC AUC, cross-entropy, mean Q), and how far the three values of one scene disagree (the terms of "
+        "L_RL-scene). A Q_sim(F(y)) far below Q_sim(x) says F loses what decides a grasp; a Q_real(y) below "
+        "Q_real(G(x)) says Q_real's skill on translated images does not carry over to real ones. Offline, "
+        "nothing is simulated.",
+    )
+    p.add_argument("run", metavar="RUN", help="a cyclegan or rl-cyclegan run directory")
+    p.add_argument("--sim-data", required=True, metavar="DIR", help="sim episodes with outcomes (bags or dataset)")
+    p.add_argument("--real-data", required=True, metavar="DIR", help="real episodes with outcomes (bags or dataset)")
+    p.add_argument(
+        "--q-sim",
+        metavar="CKPT",
+        default=None,
+        help="policy checkpoint to use as Q_sim (default: the run's Q_sim; for cyclegan, the policy it started from)",
+    )
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_eval_consistency)
+
 
 def register_bench(bench_sub) -> None:
     p = bench_sub.add_parser(
@@ -267,6 +289,22 @@ def cmd_train(args) -> int:
         args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
     )
     print(f"{args.method}: policy written to {policy}")
+    return 0
+
+
+def cmd_eval_consistency(args) -> int:
+    from rlcg.data.dataset import TransitionDataset
+    from rlcg.eval.consistency import format_consistency, scene_consistency
+
+    if not (Path(args.run) / "checkpoint").is_dir():
+        raise CommandError(f"{args.run}: no GAN run here (no checkpoint/ directory)")
+    datasets = []
+    for flag, path in (("--sim-data", args.sim_data), ("--real-data", args.real_data)):
+        if not Path(path).exists():
+            raise CommandError(f"{flag} {path}: no such dataset or bag directory")
+        datasets.append(TransitionDataset.open(path))
+    result = scene_consistency(args.run, *datasets, q_sim=args.q_sim)
+    print(json.dumps(result, indent=2) if args.json else format_consistency(result))
     return 0
 
 

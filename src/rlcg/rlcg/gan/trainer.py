@@ -638,10 +638,43 @@ def with_method(cfg: GanTrainConfig, method: str) -> GanTrainConfig:
     return replace(cfg, method=method)
 
 
+@dataclass
+class TrainedRun:
+    """A GAN run's trained networks, for analysis (eval mode, on the CPU); F and Q_sim are None
+    where the method has none."""
+
+    config: GanTrainConfig
+    G: ResnetGenerator
+    F: ResnetGenerator | None
+    Q_real: QNetwork
+    Q_sim: QNetwork | None
+    init_q: str | None  # the policy checkpoint its Q-networks started from, if any
+
+
+def load_run(run: str | Path) -> TrainedRun:
+    """The networks of a GAN run directory's last checkpoint."""
+    cfg, weights, _ = load_checkpoint(Path(run) / "checkpoint", kind=CHECKPOINT_KIND)
+    train = config_from_dict(cfg["train"])
+    qcfg = from_dict(QNetConfig, cfg["qnet"], "qnet config")
+
+    def net(name: str, module: nn.Module) -> nn.Module:
+        module.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
+        return module.eval()
+
+    return TrainedRun(
+        config=train,
+        G=net("G", ResnetGenerator(train.generator)),
+        F=net("F", ResnetGenerator(train.generator)) if train.uses_f else None,
+        Q_real=net("Q_real", QNetwork(qcfg)),
+        Q_sim=net("Q_sim", QNetwork(qcfg)) if train.uses_q_sim else None,
+        init_q=cfg.get("init_q"),
+    )
+
+
 def load_generator(run: str | Path, name: str = "G") -> ResnetGenerator:
     """A trained generator (G: sim -> real, or F) from a run directory's checkpoint."""
-    cfg, weights, _ = load_checkpoint(Path(run) / "checkpoint", kind=CHECKPOINT_KIND)
-    gen_cfg = from_dict(GeneratorConfig, cfg["train"]["generator"], "generator config")
-    net = ResnetGenerator(gen_cfg)
-    net.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
-    return net.eval()
+    trained = load_run(run)
+    generator = getattr(trained, name)
+    if generator is None:
+        raise RlcgError(f"{run}: a {trained.config.method} run has no {name}")
+    return generator

@@ -1,0 +1,107 @@
+"""Where a GAN run's transfer loses the grasping task: the six Q-values of L_RL-scene, each scored
+against the outcomes of recorded grasps, and how far the three values of one scene disagree.
+
+On sim data (x) the triple is Q_sim(x), Q_real(G(x)), Q_sim(F(G(x))); on real data (y) it is
+Q_real(y), Q_sim(F(y)), Q_real(G(F(y))). Read together:
+
+- Q_sim(x) is the ranking skill the method starts from; Q_sim(F(y)) far below it means F loses or
+  alters what decides a grasp (objects, gripper, bin edges) on the way from real to sim.
+- Q_real(G(x)) is what Q_real learned on translated sim data; Q_real(y) below it means that skill
+  does not carry over from G(x) to real images: G(x) does not look like y where it matters.
+- The pairwise distances are the terms of L_RL-scene (mean squared error of success probabilities).
+
+Runs of cyclegan have no Q_sim: the sim-only policy they started from (``--init-q``) stands in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlcg.errors import RlcgError
+from rlcg.eval.offline import check_finite, final_grasps, outcome_scores
+from rlcg.gan import losses
+
+# The three Q-values of each domain's scenes, as (SixQ field, label) in the paper's order.
+TRIPLES = {
+    "sim": (("q_x", "Q_sim(x)"), ("q_x1", "Q_real(G(x))"), ("q_x2", "Q_sim(F(G(x)))")),
+    "real": (("q_y", "Q_real(y)"), ("q_y1", "Q_sim(F(y))"), ("q_y2", "Q_real(G(F(y)))")),
+}
+
+
+@torch.no_grad()
+def scene_consistency(run: str | Path, sim_dataset, real_dataset, q_sim: str | Path | None = None) -> dict:
+    """The six Q-values of a cyclegan or rl-cyclegan run on the final grasps of ``sim_dataset`` and
+    ``real_dataset`` (TransitionDatasets): per value its outcome scores (AUC, cross-entropy, mean Q);
+    per domain the three pairwise distances and their sum (that domain's half of L_RL-scene).
+    ``q_sim``: a policy checkpoint to use as Q_sim (default: the run's own, else the one it started from)."""
+    from rlcg.gan.trainer import load_run, to_gan_range, to_q_range
+    from rlcg.models.qnet import QNetwork
+    from rlcg.rl.policy import load_policy
+
+    trained = load_run(run)
+    if trained.F is None:
+        raise RlcgError(f"{run}: a {trained.config.method} run has no F; the six Q-values need cyclegan or rl-cyclegan")
+    q_sim_net, q_sim_source = trained.Q_sim, "the run's Q_sim"
+    if q_sim is not None or q_sim_net is None:
+        source = q_sim if q_sim is not None else trained.init_q
+        if source is None:
+            raise RlcgError(
+                f"{run}: a {trained.config.method} run has no Q_sim and did not start from a policy; pass --q-sim"
+            )
+        q_sim_net, q_sim_source = load_policy(source).qnet.eval(), str(source)
+    if q_sim_net.config.image_size != trained.Q_real.config.image_size:
+        raise RlcgError(f"Q_sim ({q_sim_source}) and the run's Q_real take images of different sizes")
+    nets = {"Q_sim": q_sim_net, "Q_real": trained.Q_real}
+    size = trained.Q_real.config.image_size
+
+    def to_q(gen, images: torch.Tensor) -> torch.Tensor:
+        return to_q_range(gen(to_gan_range(images)))
+
+    result: dict = {"run": str(run), "method": trained.config.method, "q_sim": q_sim_source, "data": {}}
+    for domain, dataset in (("sim", sim_dataset), ("real", real_dataset)):
+        rows, actions, rewards = final_grasps(dataset, size)
+        values: dict[str, list[np.ndarray]] = {key: [] for key, _ in TRIPLES[domain]}
+        for i in range(0, len(rows), 100):
+            image = QNetwork.preprocess(torch.as_tensor(np.asarray(dataset.images[rows[i : i + 100]])))
+            a = torch.as_tensor(actions[i : i + 100])
+            if domain == "sim":
+                translated = to_q(trained.G, image)
+                images = {"x": image, "G(x)": translated, "F(G(x))": to_q(trained.F, translated)}
+            else:
+                translated = to_q(trained.F, image)
+                images = {"y": image, "F(y)": translated, "G(F(y))": to_q(trained.G, translated)}
+            for key in values:
+                net, name = losses.SIX_Q_INPUTS[key]
+                values[key].append(torch.sigmoid(nets[net](images[name], a)).double().numpy())
+        q = {key: np.concatenate(v) for key, v in values.items()}
+        (k0, l0), (k1, l1), (k2, l2) = TRIPLES[domain]
+        for key, label in TRIPLES[domain]:
+            check_finite(q[key], label)
+        distances = {
+            f"d({l0}, {l1})": float(np.mean((q[k0] - q[k1]) ** 2)),
+            f"d({l0}, {l2})": float(np.mean((q[k0] - q[k2]) ** 2)),
+            f"d({l1}, {l2})": float(np.mean((q[k1] - q[k2]) ** 2)),
+        }
+        result["data"][domain] = {
+            "path": str(dataset.path),
+            "values": {label: outcome_scores(q[key], rewards) for key, label in TRIPLES[domain]},
+            "distances": distances,
+            "rl_scene": sum(distances.values()),
+        }
+    return result
+
+
+def format_consistency(result: dict) -> str:
+    lines = [f"{result['run']} ({result['method']}; Q_sim: {result['q_sim']})"]
+    for domain, r in result["data"].items():
+        first = next(iter(r["values"].values()))
+        lines.append(f"{domain} data {r['path']}: {first['grasps']} grasps, {first['success_rate']:.1%} successful")
+        for label, s in r["values"].items():
+            lines.append(
+                f"  {label:<17} AUC {s['auc']:.3f}  cross-entropy {s['cross_entropy']:.3f}  mean Q {s['mean_q']:.3f}"
+            )
+        lines.append("  " + ", ".join(f"{k} {v:.4f}" for k, v in r["distances"].items()) + f"; sum {r['rl_scene']:.4f}")
+    return "\n".join(lines)
