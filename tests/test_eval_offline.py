@@ -150,6 +150,9 @@ def test_scene_consistency_scores_each_q_value_of_the_run(cyclegan_run, mixed_ba
     assert real["distances"]["d(Q_real(y), Q_sim(F(y)))"] == pytest.approx(np.mean((q_y - q_f_y) ** 2), abs=1e-6)
     assert real["rl_scene"] == pytest.approx(sum(real["distances"].values()))
     assert set(sim["values"]) == {"Q_sim(x)", "Q_real(G(x))", "Q_sim(F(G(x)))"}
+    # another Q_sim on request
+    other = scene_consistency(cyclegan_run, ds, ds, q_sim=cyclegan_run / "policy")
+    assert other["data"]["sim"]["values"]["Q_sim(x)"] == pytest.approx(score_outcomes(q_real, ds))
 
 
 def test_eval_consistency_cli_and_its_refusals(cyclegan_run, mixed_bag, tmp_path, capsys):
