@@ -51,6 +51,10 @@ def scene_consistency(run: str | Path, sim_dataset, real_dataset, q_sim: str | P
             raise RlcgError(
                 f"{run}: a {trained.config.method} run has no Q_sim and did not start from a policy; pass --q-sim"
             )
+        if q_sim is None and not Path(source).exists():
+            raise RlcgError(
+                f"{run}: Q_sim would be the policy the run started from, {source}, which is not here; pass --q-sim"
+            )
         q_sim_net, q_sim_source = load_policy(source).qnet.eval(), str(source)
     if q_sim_net.config.image_size != trained.Q_real.config.image_size:
         raise RlcgError(f"Q_sim ({q_sim_source}) and the run's Q_real take images of different sizes")
