@@ -15,6 +15,7 @@ Runs of cyclegan have no Q_sim: the sim-only policy they started from (``--init-
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -81,13 +82,11 @@ def scene_consistency(run: str | Path, sim_dataset, real_dataset, q_sim: str | P
                 net, name = losses.SIX_Q_INPUTS[key]
                 values[key].append(torch.sigmoid(nets[net](images[name], a)).double().numpy())
         q = {key: np.concatenate(v) for key, v in values.items()}
-        (k0, l0), (k1, l1), (k2, l2) = TRIPLES[domain]
         for key, label in TRIPLES[domain]:
             check_finite(q[key], label)
-        distances = {
-            f"d({l0}, {l1})": float(np.mean((q[k0] - q[k1]) ** 2)),
-            f"d({l0}, {l2})": float(np.mean((q[k0] - q[k2]) ** 2)),
-            f"d({l1}, {l2})": float(np.mean((q[k1] - q[k2]) ** 2)),
+        distances = {  # the three pairs of the triple, in the paper's order
+            f"d({la}, {lb})": float(np.mean((q[ka] - q[kb]) ** 2))
+            for (ka, la), (kb, lb) in itertools.combinations(TRIPLES[domain], 2)
         }
         result["data"][domain] = {
             "path": str(dataset.path),
