@@ -46,6 +46,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--gen-width", type=positive_int, default=16, help="generator base width (default: 16)")
     p.add_argument("--gen-blocks", type=positive_int, default=4, help="generator residual blocks (default: 4)")
+    p.add_argument("--disc-width", type=positive_int, default=32, help="discriminator base width (default: 32)")
+    p.add_argument(
+        "--disc-layers",
+        type=positive_int,
+        default=2,
+        help="discriminator stride-2 layers: 2 sees 34x34 patches, 3 sees 70x70 (default: 2)",
+    )
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
     p.add_argument("--lambda-gan", type=float, default=1.0)
@@ -176,7 +183,7 @@ def _open(specs: list[str] | None, what: str):
 
 def build_gan_config(args, method: str, steps: int, batch: int):
     from rlcg.gan.trainer import GanTrainConfig, LossWeights
-    from rlcg.models.gan import GeneratorConfig
+    from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig
 
     return GanTrainConfig(
         method=method,
@@ -191,6 +198,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         real_rl=args.real_rl,
         rl_scene_trains_q=args.rl_scene_trains_q,
         generator=GeneratorConfig(width=args.gen_width, blocks=args.gen_blocks),
+        discriminator=DiscriminatorConfig(width=args.disc_width, layers=args.disc_layers),
         seed=args.seed,
         bf16=args.bf16,
         channels_last=args.channels_last,
