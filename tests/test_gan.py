@@ -99,13 +99,16 @@ class TinyTransitions:
         )
 
 
-def _trainer(tmp_path, method="rl-cyclegan", steps=3, resume=False, **kw):
+TINY_D = DiscriminatorConfig(width=8)
+
+
+def _trainer(tmp_path, method="rl-cyclegan", steps=3, resume=False, discriminator=TINY_D, **kw):
     cfg = GanTrainConfig(
         method=method,
         steps=steps,
         batch_size=4,
         generator=GeneratorConfig(width=4, blocks=1),
-        discriminator=DiscriminatorConfig(width=8),
+        discriminator=discriminator,
         image_pool=4,
         grid_every=2,
         checkpoint_every=2,
@@ -233,6 +236,24 @@ def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
     with pytest.raises(RlcgError, match=r"weights.rl_scene: 1.0 -> 10.0"):
         _trainer(tmp_path, steps=4, resume=True, weights=LossWeights(rl_scene=10.0))
     assert _trainer(tmp_path, steps=4, resume=True, channels_last=True, fused_adam=True).step == 2
+
+
+def test_discriminator_size_options_reach_the_networks_and_a_change_is_refused_on_resume(tmp_path):
+    import argparse
+
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    cfg = build_gan_config(parser.parse_args(["--disc-width", "8", "--disc-layers", "3"]), "cyclegan", 2, 4)
+    assert cfg.discriminator == DiscriminatorConfig(width=8, layers=3)
+    assert build_gan_config(parser.parse_args([]), "cyclegan", 2, 4).discriminator == DiscriminatorConfig()
+    t = _trainer(tmp_path, method="cyclegan", steps=2, discriminator=DiscriminatorConfig(width=8, layers=3))
+    # three stride-2 layers: 32 px -> 4 px, then two stride-1 4x4 convolutions -> a 2x2 map of patches
+    assert t.nets["D_Y"](torch.zeros(1, 3, 32, 32)).shape == (1, 1, 2, 2)
+    t.fit(progress=False)
+    with pytest.raises(RlcgError, match=r"discriminator.layers: 3 -> 2"):
+        _trainer(tmp_path, method="cyclegan", steps=4, resume=True, discriminator=DiscriminatorConfig(width=8))
 
 
 def test_a_run_from_before_rl_scene_trains_q_resumes_as_it_was_trained():
