@@ -245,14 +245,14 @@ def test_discriminator_size_options_reach_the_networks_and_a_change_is_refused_o
 
     parser = argparse.ArgumentParser()
     add_train_args(parser)
-    cfg = build_gan_config(parser.parse_args(["--disc-width", "8", "--disc-layers", "3"]), "cyclegan", 2, 4)
-    assert cfg.discriminator == DiscriminatorConfig(width=8, layers=3)
+    cfg = build_gan_config(parser.parse_args(["--disc-width", "8", "--disc-layers", "2"]), "cyclegan", 2, 4)
+    assert cfg.discriminator == DiscriminatorConfig(width=8, layers=2)
     assert build_gan_config(parser.parse_args([]), "cyclegan", 2, 4).discriminator == DiscriminatorConfig()
-    t = _trainer(tmp_path, method="cyclegan", steps=2, discriminator=DiscriminatorConfig(width=8, layers=3))
-    # three stride-2 layers: 32 px -> 4 px, then two stride-1 4x4 convolutions -> a 2x2 map of patches
-    assert t.nets["D_Y"](torch.zeros(1, 3, 32, 32)).shape == (1, 1, 2, 2)
+    t = _trainer(tmp_path, method="cyclegan", steps=2, discriminator=DiscriminatorConfig(width=8, layers=2))
+    # two stride-2 layers: 32 px -> 8 px, then two stride-1 4x4 convolutions -> a 6x6 map of patches
+    assert t.nets["D_Y"](torch.zeros(1, 3, 32, 32)).shape == (1, 1, 6, 6)
     t.fit(progress=False)
-    with pytest.raises(RlcgError, match=r"discriminator.layers: 3 -> 2"):
+    with pytest.raises(RlcgError, match=r"discriminator.layers: 2 -> 3"):
         _trainer(tmp_path, method="cyclegan", steps=4, resume=True, discriminator=DiscriminatorConfig(width=8))
 
 

@@ -46,12 +46,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--gen-width", type=positive_int, default=16, help="generator base width (default: 16)")
     p.add_argument("--gen-blocks", type=positive_int, default=4, help="generator residual blocks (default: 4)")
-    p.add_argument("--disc-width", type=positive_int, default=32, help="discriminator base width (default: 32)")
+    p.add_argument("--disc-width", type=positive_int, default=64, help="discriminator base width (default: 64)")
     p.add_argument(
         "--disc-layers",
         type=positive_int,
-        default=2,
-        help="discriminator stride-2 layers: 2 sees 34x34 patches, 3 sees 70x70 (default: 2)",
+        default=3,
+        help="discriminator stride-2 layers: 2 sees 34x34 patches, 3 sees 70x70 (default: 3, CycleGAN's)",
     )
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
