@@ -17,7 +17,14 @@ import torch
 from rlcg.configio import to_dict
 from rlcg.errors import RlcgError
 from rlcg.gan import losses
-from rlcg.gan.trainer import GanTrainConfig, LossWeights, RLCycleGANTrainer, load_generator, objective_changes
+from rlcg.gan.trainer import (
+    GanTrainConfig,
+    LossWeights,
+    RLCycleGANTrainer,
+    load_generator,
+    lr_factor,
+    objective_changes,
+)
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig
 from rlcg.models.qnet import QNetConfig
 from rlcg.rl.qtopt import WeightedSources
@@ -213,14 +220,20 @@ def test_every_gan_method_trains_and_exports_a_policy(tmp_path, method):
     assert g(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
 
 
-@pytest.mark.parametrize("hot_path", [False, True], ids=["plain", "channels_last+fused_adam"])
-def test_resume_after_a_kill(tmp_path, hot_path):
-    # with the hot-path options the Adam moments must get the weights' memory layout back on loading
-    opts = dict(channels_last=hot_path, fused_adam=hot_path)
+@pytest.mark.parametrize(
+    "opts",
+    [{}, dict(channels_last=True, fused_adam=True), dict(lr_schedule="linear-decay")],
+    ids=["plain", "channels_last+fused_adam", "linear-decay"],
+)
+def test_resume_after_a_kill(tmp_path, opts):
+    # with the hot-path options the Adam moments must get the weights' memory layout back on loading;
+    # with a decaying schedule the resumed steps must get the rates of the uninterrupted run
     straight = _trainer(tmp_path / "a", steps=4, **opts)
     straight.fit(progress=False)
-    killed = _trainer(tmp_path / "b", steps=2, **opts)
-    killed.fit(progress=False)
+    killed = _trainer(tmp_path / "b", steps=4, **opts)
+    for _ in range(2):  # killed after its checkpoint at step 2
+        killed.train_step()
+    killed.save()
     resumed = _trainer(tmp_path / "b", steps=4, resume=True, **opts)
     assert resumed.step == 2
     resumed.fit(progress=False)
@@ -236,6 +249,28 @@ def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
     with pytest.raises(RlcgError, match=r"weights.rl_scene: 1.0 -> 10.0"):
         _trainer(tmp_path, steps=4, resume=True, weights=LossWeights(rl_scene=10.0))
     assert _trainer(tmp_path, steps=4, resume=True, channels_last=True, fused_adam=True).step == 2
+
+
+def test_linear_decay_holds_the_rates_for_half_the_run_then_decays_them_to_zero(tmp_path):
+    assert [lr_factor(GanTrainConfig(steps=4), s) for s in range(4)] == [1.0, 1.0, 1.0, 1.0]
+    decay = GanTrainConfig(steps=4, lr_schedule="linear-decay")
+    assert [lr_factor(decay, s) for s in range(4)] == [1.0, 1.0, 1.0, 0.5]
+    t = _trainer(tmp_path, steps=4, lr_schedule="linear-decay")
+    history = t.fit(progress=False)
+    assert [h["lr_factor"] for h in history] == [1.0, 1.0, 1.0, 0.5]
+    cfg = t.cfg
+    assert [g["lr"] for opt in (t.opt_g, t.opt_d, t.opt_q) for g in opt.param_groups] == [
+        cfg.lr_gan * 0.5,
+        cfg.lr_gan * 0.5,
+        cfg.lr_q * 0.5,
+    ]
+    # the schedule spans --steps: a resumed run may not stretch it, nor switch schedules
+    with pytest.raises(RlcgError, match=r"steps: 4 -> 8"):
+        _trainer(tmp_path, steps=8, resume=True, lr_schedule="linear-decay")
+    with pytest.raises(RlcgError, match=r"lr_schedule: 'linear-decay' -> 'constant'"):
+        _trainer(tmp_path, steps=4, resume=True)
+    with pytest.raises(ValueError, match="unknown learning-rate schedule"):
+        GanTrainConfig(lr_schedule="cosine")
 
 
 def test_discriminator_size_options_reach_the_networks_and_a_change_is_refused_on_resume(tmp_path):
@@ -258,8 +293,11 @@ def test_discriminator_size_options_reach_the_networks_and_a_change_is_refused_o
 
 def test_a_run_from_before_rl_scene_trains_q_resumes_as_it_was_trained():
     saved = to_dict(GanTrainConfig())
-    del saved["rl_scene_trains_q"]  # checkpoints written before the option existed
+    del saved["rl_scene_trains_q"], saved["lr_schedule"]  # checkpoints written before the options existed
     assert objective_changes(saved, GanTrainConfig(rl_scene_trains_q=True)) == ["rl_scene_trains_q: False -> True"]
+    assert objective_changes(saved, GanTrainConfig(lr_schedule="linear-decay")) == [
+        "lr_schedule: 'constant' -> 'linear-decay'"
+    ]
     assert objective_changes(saved, GanTrainConfig()) == []
     # settings of terms a method does not have do not block its resume
     saved = to_dict(GanTrainConfig(method="gan"))

@@ -53,6 +53,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=3,
         help="discriminator stride-2 layers: 2 sees 34x34 patches, 3 sees 70x70 (default: 3, CycleGAN's)",
     )
+    p.add_argument(
+        "--lr-schedule",
+        choices=["constant", "linear-decay"],
+        default="constant",
+        help="GAN methods: constant rates, or CycleGAN's schedule: held for the first half of --steps, then "
+        "decayed linearly to zero (default: constant)",
+    )
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
     p.add_argument("--lambda-gan", type=float, default=1.0)
@@ -190,6 +197,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         steps=steps,
         batch_size=batch,
         q_batch_size=max(args.q_batch_size, batch),
+        lr_schedule=args.lr_schedule,
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
         weights=LossWeights(
@@ -293,6 +301,10 @@ def cmd_train(args) -> int:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
     if args.method in ("sim-only", "randomized-sim") and args.real_rl:
         raise CommandError("--real-rl applies to the GAN methods; to train Q on real data alone, pass it as --sim-data")
+    if args.method in ("sim-only", "randomized-sim") and args.lr_schedule != "constant":
+        raise CommandError(
+            f"--lr-schedule {args.lr_schedule} applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule"
+        )
     policy = train_method(
         args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
     )

@@ -71,6 +71,9 @@ class GanTrainConfig:
     q_batch_size: int = 32  # transitions per Q update: the GAN batch plus sim samples translated without gradients
     lr_gan: float = 2e-4  # CycleGAN (Adam, betas 0.5, 0.999)
     lr_q: float = 5e-4
+    # constant, or CycleGAN's schedule for every optimizer: the rates held for the first half of
+    # the steps, then decayed linearly to zero (docs/method.md)
+    lr_schedule: Literal["constant", "linear-decay"] = "constant"
     gan_objective: Literal["lsgan", "bce"] = "lsgan"
     cycle_distance: Literal["mse", "l1"] = "mse"  # the paper's d
     td_distance: Literal["mse", "bce"] = "bce"
@@ -95,6 +98,10 @@ class GanTrainConfig:
     grid_every: int = 250
     checkpoint_every: int = 500
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "linear-decay"):
+            raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or linear-decay)")
+
     @property
     def uses_f(self) -> bool:
         return self.method in ("cyclegan", "rl-cyclegan")
@@ -102,6 +109,14 @@ class GanTrainConfig:
     @property
     def uses_q_sim(self) -> bool:
         return self.method == "rl-cyclegan"
+
+
+def lr_factor(cfg: GanTrainConfig, step: int) -> float:
+    """The fraction of the base learning rates used by gradient step ``step`` (0-based)."""
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    half = cfg.steps / 2
+    return min(1.0, (cfg.steps - step) / half)
 
 
 def to_gan_range(images: torch.Tensor) -> torch.Tensor:
@@ -465,6 +480,10 @@ class RLCycleGANTrainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         sim, real = self._batch(self.sim_data), self._batch(self.real_data)
+        factor = lr_factor(cfg, self.step)
+        for opt, lr in ((self.opt_g, cfg.lr_gan), (self.opt_d, cfg.lr_gan), (self.opt_q, cfg.lr_q)):
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
         with autocast:
@@ -487,6 +506,7 @@ class RLCycleGANTrainer:
         self.opt_q.step()
         polyak_update(self.q_targets, _unwrap(self.qs), cfg.polyak)
         stats["loss_rl"] = float(q_loss.detach())
+        stats["lr_factor"] = factor
         stats.update({f"loss_rl/{k}": float(v.detach()) for k, v in parts.items()})
         self.step += 1
         x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
@@ -576,7 +596,7 @@ class RLCycleGANTrainer:
                     if writer is not None and main:
                         for k, v in mean.items():
                             if k != "step":
-                                group = "q" if k.startswith("q") else "loss" if k.startswith("loss") else "speed"
+                                group = next((g for g in ("q", "loss", "lr") if k.startswith(g)), "speed")
                                 writer.add_scalar(f"{group}/{k}", v, self.step)
                     window, t0 = [], time.perf_counter()
                 if main and monitor is not None and monitor.due(self.step, cfg.steps):
@@ -607,8 +627,9 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
     """Settings of ``config`` that differ from a saved run's (``saved``: its config["train"]), as
     "name: saved -> now", leaving out RESUMABLE_CHANGES. A setting the saved run predates counts
     as that version's behaviour: runs from before ``rl_scene_trains_q`` kept the Q-networks out of
-    L_RL-scene."""
-    saved = {"rl_scene_trains_q": False, **saved}
+    L_RL-scene, and runs from before ``lr_schedule`` had constant rates. A decaying schedule spans
+    the run's steps, so with one the step count is part of the objective too."""
+    saved = {"rl_scene_trains_q": False, "lr_schedule": "constant", **saved}
     now = to_dict(config)
 
     def flat(d: dict, prefix: str = "") -> dict:
@@ -622,11 +643,12 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
         unused |= {"rl_scene_trains_q", "weights.rl_scene"}
     if not config.uses_f:
         unused |= {"weights.cycle", "cycle_distance"}
+    resumable = RESUMABLE_CHANGES - ({"steps"} if config.lr_schedule != "constant" else set())
     before, after = flat(saved), flat(now)
     return [
         f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
         for k in sorted(set(before) | set(after))
-        if k.split(".")[0] not in RESUMABLE_CHANGES and k not in unused and before.get(k) != after.get(k)
+        if k.split(".")[0] not in resumable and k not in unused and before.get(k) != after.get(k)
     ]
 
 
