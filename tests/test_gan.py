@@ -273,6 +273,23 @@ def test_linear_decay_holds_the_rates_for_half_the_run_then_decays_them_to_zero(
         GanTrainConfig(lr_schedule="cosine")
 
 
+def test_lr_schedule_option_reaches_the_gan_config_and_is_refused_for_q_only_methods(tmp_path, capsys):
+    import argparse
+
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parser.parse_args(["--lr-schedule", "linear-decay"])
+    assert build_gan_config(args, "rl-cyclegan", 2, 4).lr_schedule == "linear-decay"
+    assert build_gan_config(parser.parse_args([]), "rl-cyclegan", 2, 4).lr_schedule == GanTrainConfig().lr_schedule
+    argv = ["train", "--method", "sim-only", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--lr-schedule", "linear-decay"]) == 2
+    assert "rlcg train-q --lr-schedule" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_discriminator_size_options_reach_the_networks_and_a_change_is_refused_on_resume(tmp_path):
     import argparse
 
