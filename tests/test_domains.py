@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ def test_builtin_domains():
     assert {"sim", "randomized", "pseudo-real"} <= set(builtin_domains())
 
 
-@pytest.mark.parametrize("name", ["sim", "randomized", "pseudo-real"])
+@pytest.mark.parametrize("name", ["sim", "randomized", "pseudo-real", "sim-camera-jitter"])
 @pytest.mark.parametrize("size", [64, 128, 472])
 def test_builtin_domains_render_at_every_size(name, size):
     with ThreeBinWorld(domain=name, bins="multi", image_size=size) as w:
@@ -42,6 +43,25 @@ def test_randomized_changes_look_per_episode_but_not_per_seed():
         a, b, a2 = w.reset(0), w.reset(1), w.reset(0)
     assert np.array_equal(a, a2)
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 20
+
+
+def test_sim_camera_jitter_moves_only_the_camera():
+    sim, jittered = _renders("sim"), _renders("sim-camera-jitter")
+    with ThreeBinWorld(domain="sim-camera-jitter", bins="single") as w, ThreeBinWorld(domain="sim", bins="single") as s:
+        poses = []
+        for seed in (0, 1, 2):
+            w.reset(seed)
+            s.reset(seed)
+            pos, rot = w.appearance.camera_offset
+            angle = np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1, 1)))
+            assert np.abs(pos).max() <= 0.02 and 0 < angle <= 2.0 * np.sqrt(3)
+            assert abs(w.appearance.fov_scale - 1) <= 0.05
+            assert w.appearance.light == s.appearance.light  # sim's look, only the camera moves
+            poses.append(pos)
+    assert not np.allclose(poses[0], poses[1])
+    # the same colours as sim, seen from elsewhere: pixels move, channel means hardly do
+    assert np.abs(sim - jittered).mean() > 2
+    assert np.abs(sim.mean(axis=(0, 1, 2)) - jittered.mean(axis=(0, 1, 2))).max() < 5
 
 
 def _write(tmp_path, text: str, name: str = "d.yaml"):
@@ -99,3 +119,16 @@ def test_transform_missing_function(tmp_path):
 def test_unknown_builtin_name_lists_the_choices():
     with pytest.raises(DomainError, match="built-in domains are .*pseudo-real"):
         load_domain("no-such-domain")
+
+
+def test_diagnostic_domains_split_pseudo_real_into_look_and_geometry():
+    """docs/domains/: the two halves of pseudo-real that docs/results.md evaluates the sim policy in."""
+    docs = Path(__file__).resolve().parents[1] / "docs" / "domains"
+    sim, real = load_domain("sim").spec, load_domain("pseudo-real").spec
+    camera_only = load_domain(docs / "sim-camera.yaml").spec
+    look_only = load_domain(docs / "pseudo-real-nominal-camera.yaml").spec
+    assert camera_only.camera == real.camera != sim.camera
+    assert camera_only.light == sim.light and camera_only.sensor == sim.sensor and camera_only.table == sim.table
+    assert look_only.camera == sim.camera
+    for part in ("table", "tray", "objects", "robot", "light", "sensor"):
+        assert getattr(look_only, part) == getattr(real, part), part
