@@ -31,7 +31,7 @@ from rlcg.sim.geometry import quat_from_matrix, rot_z, rpy_matrix
 class SimNodeSettings:
     """Parameters of ``pybullet_sim_node`` (config/pybullet_sim_node.yaml)."""
 
-    domain: str = "sim"  # a visual domain of config/domains (sim, randomized, pseudo-real)
+    domain: str = "sim"  # a visual domain of config/domains (sim, randomized, pseudo-real, sim-camera-jitter)
     bins: str = "single"  # single: the robot always faces the centre bin; multi: a random bin per scene
     split: str = "train"  # object split
     seed: int = 0  # first scene; scene k uses seed + k

@@ -31,7 +31,11 @@ def add_world_args(
     default_objects: str | None = None,
     default_seed: int = 0,
 ) -> None:
-    p.add_argument("--domain", default="sim", help="built-in domain (sim, randomized, pseudo-real) or a domain YAML")
+    p.add_argument(
+        "--domain",
+        default="sim",
+        help="built-in domain (sim, randomized, pseudo-real, sim-camera-jitter) or a domain YAML",
+    )
     p.add_argument("--policy", default=default_policy, help=POLICY_HELP + f" (default: {default_policy})")
     p.add_argument("--episodes", type=positive_int, default=100, help="number of episodes (default: 100)")
     p.add_argument(
