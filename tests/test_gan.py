@@ -24,6 +24,7 @@ from rlcg.gan.trainer import (
     load_generator,
     lr_factor,
     objective_changes,
+    q_tail_lr_factor,
 )
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig
 from rlcg.models.qnet import QNetConfig
@@ -273,6 +274,74 @@ def test_linear_decay_holds_the_rates_for_half_the_run_then_decays_them_to_zero(
         GanTrainConfig(lr_schedule="cosine")
 
 
+def _params(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
+
+def test_q_tail_trains_q_real_alone_on_the_frozen_generator_with_a_cosine_rate(tmp_path):
+    from rlcg.rl.policy import load_policy
+
+    t = _trainer(tmp_path, steps=2, q_tail_steps=3)
+    for _ in range(2):
+        t.train_step()
+    before = {name: _params(net) for name, net in t.nets.items()}
+    history = t.fit(progress=False)
+    assert t.step == 5
+    for name in ("G", "F", "D_Y", "D_X", "Q_sim"):
+        assert torch.equal(_params(t.nets[name]), before[name]), f"the Q tail moved {name}"
+    assert not torch.equal(_params(t.nets["Q_real"]), before["Q_real"])
+    # the cosine runs from lr_q down to 5% of it over the tail
+    expected = [1.0, 0.05 + 0.475 * 1.5, 0.05 + 0.475 * 0.5]
+    assert [q_tail_lr_factor(t.cfg, s) for s in (2, 3, 4)] == pytest.approx(expected)
+    tail = [h for h in history if "loss_generators" not in h]
+    assert [h["step"] for h in tail] == [3, 4, 5]
+    assert [h["lr_factor"] for h in tail] == pytest.approx(expected)
+    assert all(set(h) >= {"loss_rl", "loss_rl/Q_real"} and "loss_rl/Q_sim" not in h for h in tail)
+    assert t.opt_q.param_groups[0]["lr"] == pytest.approx(t.cfg.lr_q * expected[-1])
+    # the exported policy is the tail's Q_real
+    policy = load_policy(tmp_path / "policy")
+    exported = torch.cat([p.detach().flatten() for p in policy.qnet.parameters()])
+    assert torch.equal(exported, _params(t.nets["Q_real"]))
+    with pytest.raises(ValueError, match="q_tail_steps"):
+        GanTrainConfig(q_tail_steps=-1)
+
+
+def test_a_q_tail_is_added_to_a_finished_run_on_resume_but_not_changed_once_begun(tmp_path):
+    straight = _trainer(tmp_path / "a", steps=2, q_tail_steps=2)
+    straight.fit(progress=False)
+    _trainer(tmp_path / "b", steps=2).fit(progress=False)
+    extended = _trainer(tmp_path / "b", steps=2, q_tail_steps=2, resume=True)
+    assert extended.step == 2
+    extended.fit(progress=False)
+    for name in ("G", "Q_real", "Q_sim"):
+        assert torch.allclose(_params(straight.nets[name]), _params(extended.nets[name]), atol=1e-6), name
+    killed = _trainer(tmp_path / "c", steps=2, q_tail_steps=4)
+    killed.fit(progress=False)  # finished; pretend it was killed one step into its tail
+    killed.step = 3
+    killed.save()
+    with pytest.raises(RlcgError, match="into its Q tail; resume it with --steps 2 --q-tail-steps 4"):
+        _trainer(tmp_path / "c", steps=2, q_tail_steps=8, resume=True)
+    assert _trainer(tmp_path / "c", steps=2, q_tail_steps=4, resume=True).step == 3
+
+
+def test_q_tail_option_reaches_the_gan_config_and_is_refused_for_q_only_methods(tmp_path, capsys):
+    import argparse
+
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    assert build_gan_config(parser.parse_args(["--q-tail-steps", "7"]), "gan", 2, 4).q_tail_steps == 7
+    assert build_gan_config(parser.parse_args([]), "gan", 2, 4).q_tail_steps == GanTrainConfig().q_tail_steps == 0
+    argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--method", "sim-only", "--q-tail-steps", "5"]) == 2
+    assert "rlcg train-q --lr-schedule cosine" in capsys.readouterr().err
+    assert main([*argv, "--method", "gan", "--real-data", str(tmp_path), "--q-tail-steps", "-1"]) == 2
+    assert "--q-tail-steps must be 0 or more" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_lr_schedule_option_reaches_the_gan_config_and_is_refused_for_q_only_methods(tmp_path, capsys):
     import argparse
 
@@ -329,7 +398,7 @@ DDP_SCRIPT = textwrap.dedent(
     from test_gan import _trainer
     torch.set_num_threads(1)
     out = Path(os.environ["OUT"])
-    t = _trainer(out / "run", steps=3)
+    t = _trainer(out / "run", steps=3, q_tail_steps=2)  # the tail averages Q_real's gradients by hand
     t.fit(progress=False)
     flat = torch.cat([p.detach().flatten() for net in t.nets.values() for p in net.parameters()])
     from safetensors.torch import save_file

@@ -60,6 +60,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="GAN methods: constant rates, or CycleGAN's schedule: held for the first half of --steps, then "
         "decayed linearly to zero (default: constant)",
     )
+    p.add_argument(
+        "--q-tail-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="GAN methods: after --steps, N more Q updates with the generators frozen, Q's rate decayed by a "
+        "cosine to 5%% (default: 0, the paper's joint training alone); --resume adds one to a finished run",
+    )
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
     p.add_argument("--lambda-gan", type=float, default=1.0)
@@ -198,6 +206,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         batch_size=batch,
         q_batch_size=max(args.q_batch_size, batch),
         lr_schedule=args.lr_schedule,
+        q_tail_steps=args.q_tail_steps,
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
         weights=LossWeights(
@@ -304,6 +313,12 @@ def cmd_train(args) -> int:
     if args.method in ("sim-only", "randomized-sim") and args.lr_schedule != "constant":
         raise CommandError(
             f"--lr-schedule {args.lr_schedule} applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule"
+        )
+    if args.q_tail_steps < 0:
+        raise CommandError(f"--q-tail-steps must be 0 or more, got {args.q_tail_steps}")
+    if args.method in ("sim-only", "randomized-sim") and args.q_tail_steps:
+        raise CommandError(
+            "--q-tail-steps applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule cosine"
         )
     policy = train_method(
         args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress

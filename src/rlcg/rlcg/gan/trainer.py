@@ -28,6 +28,7 @@ networks are one wrapped module called once per step, gloo on CPU, NCCL on GPU).
 from __future__ import annotations
 
 import copy
+import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -75,6 +76,11 @@ class GanTrainConfig:
     # the steps, then decayed linearly to zero. Constant by default: the decay lowered rl-cyclegan
     # on the paper preset (docs/results.md)
     lr_schedule: Literal["constant", "linear-decay"] = "constant"
+    # After the joint steps, this many more steps of Q_real alone on G(x) of the frozen final G,
+    # its rate decayed by a cosine to 5%: the constant-rate Q_real of the joint
+    # training is left mid-wander by the moving G, as the shipped sim-only Q was before its
+    # cosine schedule (docs/results.md). 0, the default, is the paper's joint training alone.
+    q_tail_steps: int = 0
     gan_objective: Literal["lsgan", "bce"] = "lsgan"
     cycle_distance: Literal["mse", "l1"] = "mse"  # the paper's d
     td_distance: Literal["mse", "bce"] = "bce"
@@ -102,6 +108,8 @@ class GanTrainConfig:
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("constant", "linear-decay"):
             raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or linear-decay)")
+        if self.q_tail_steps < 0:
+            raise ValueError(f"q_tail_steps must be >= 0, got {self.q_tail_steps}")
 
     @property
     def uses_f(self) -> bool:
@@ -118,6 +126,16 @@ def lr_factor(cfg: GanTrainConfig, step: int) -> float:
         return 1.0
     half = cfg.steps / 2
     return min(1.0, (cfg.steps - step) / half)
+
+
+Q_TAIL_FINAL_LR_FRACTION = 0.05  # as rlcg train-q's cosine
+
+
+def q_tail_lr_factor(cfg: GanTrainConfig, step: int) -> float:
+    """Q's fraction of lr_q at step ``step`` of the Q tail (steps cfg.steps .. cfg.steps + q_tail_steps - 1)."""
+    progress = min(max(step - cfg.steps, 0) / max(cfg.q_tail_steps, 1), 1.0)
+    floor = Q_TAIL_FINAL_LR_FRACTION
+    return floor + 0.5 * (1.0 - floor) * (1.0 + math.cos(math.pi * progress))
 
 
 def to_gan_range(images: torch.Tensor) -> torch.Tensor:
@@ -260,6 +278,14 @@ class DistributedContext:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(module, device_ids=ids)
 
+    def average_gradients(self, module: nn.Module) -> None:
+        if self.world_size == 1:
+            return
+        for p in module.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world_size
+
     def barrier(self) -> None:
         if self.world_size > 1:
             torch.distributed.barrier()
@@ -374,6 +400,12 @@ class RLCycleGANTrainer:
                 f"{self.out}: --resume would continue with a different objective than the run was started with ("
                 + "; ".join(changed)
                 + "); pass the run's own settings or choose another --out"
+            )
+        saved_steps, saved_tail = cfg["train"]["steps"], cfg["train"].get("q_tail_steps", 0)
+        if int(state["step"]) > saved_steps and (saved_steps, saved_tail) != (self.cfg.steps, self.cfg.q_tail_steps):
+            raise RlcgError(
+                f"{self.out}: the run is {int(state['step']) - saved_steps} steps into its Q tail; resume it with "
+                f"--steps {saved_steps} --q-tail-steps {saved_tail}"
             )
         for name, net in self.nets.items():
             net.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
@@ -514,7 +546,37 @@ class RLCycleGANTrainer:
         self._last = {"x": x, "y": y, **{k: v.detach() for k, v in out.items()}}
         return stats
 
-    def _td_terms(self, sim, real, translated) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def q_tail_step(self) -> dict[str, float]:
+        """One step of the Q tail (GanTrainConfig.q_tail_steps): Q_real's TD loss on q_batch_size sim
+        transitions translated by the final, frozen G (and on real transitions with real_rl). Nothing
+        else is updated: Q_sim and F do not shape the policy once the generators stop."""
+        cfg = self.cfg
+        factor = q_tail_lr_factor(cfg, self.step)
+        for group in self.opt_q.param_groups:
+            group["lr"] = cfg.lr_q * factor
+        sim = self._batch(self.sim_data, cfg.q_batch_size)
+        real = self._batch(self.real_data, cfg.q_batch_size) if cfg.real_rl else None
+        qs = _unwrap(self.qs)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.no_grad():
+                translated = {"G(x)": _unwrap(self.gens).G(to_gan_range(sim["image"])).float()}
+            loss, parts = qs(self._td_terms(sim, real, translated, q_real_only=True), cfg.td_distance)
+            loss = cfg.weights.rl * loss  # lambda_RL L_RL(Q_real)
+        self.opt_q.zero_grad(set_to_none=True)
+        loss.backward()
+        self.dist.average_gradients(qs.Q_real)  # outside DDP's forward, so averaged by hand
+        self.opt_q.step()
+        polyak_update(self.q_targets, qs, cfg.polyak)
+        self.step += 1
+        return {
+            "loss_rl": float(loss.detach()),
+            "lr_factor": factor,
+            **{f"loss_rl/{k}": float(v.detach()) for k, v in parts.items()},
+        }
+
+    def _td_terms(
+        self, sim, real, translated, q_real_only: bool = False
+    ) -> list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]]:
         cfg, targets = self.cfg, self.q_targets
 
         def y_of(net: QNetwork, batch, next_images) -> torch.Tensor:
@@ -530,7 +592,7 @@ class RLCycleGANTrainer:
                 g_next = to_q_range(_unwrap(self.gens).G(to_gan_range(sim["next_image"])))
         gx = to_q_range(translated["G(x)"])
         terms = [("Q_real", gx, sim["action"], y_of(targets.Q_real, sim, g_next))]
-        if cfg.uses_q_sim:
+        if cfg.uses_q_sim and not q_real_only:
             y_sim = y_of(targets.Q_sim, sim, sim["next_image"])
             terms.append(("Q_sim", sim["image"], sim["action"], y_sim))
             # the paper's caption: Q_sim also learns on the cycled image F(G(x)) with the sim action
@@ -570,8 +632,9 @@ class RLCycleGANTrainer:
         main = self.dist.is_main
         if main and monitor is not None and self.step == 0:  # the starting point, and bad data fails before training
             monitor(0, _unwrap(self.qs).Q_real, writer)
+        total = cfg.steps + cfg.q_tail_steps
         bar = tqdm(
-            total=cfg.steps,
+            total=total,
             initial=self.step,
             desc=f"train {cfg.method}",
             unit="step",
@@ -581,17 +644,22 @@ class RLCycleGANTrainer:
         window: list[dict[str, float]] = []
         t0 = time.perf_counter()
         try:
-            while self.step < cfg.steps:
-                window.append(self.train_step())
+            while self.step < total:
+                joint = self.step < cfg.steps
+                window.append(self.train_step() if joint else self.q_tail_step())
                 bar.update(1)
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    mean = {k: float(np.mean([s[k] for s in window])) for k in window[0]}
+                if self.step % cfg.log_every == 0 or self.step in (cfg.steps, total):
+                    keys = set(window[0]).intersection(*window)  # a window may span the start of the Q tail
+                    mean = {k: float(np.mean([s[k] for s in window])) for k in sorted(keys)}
                     mean["steps_per_s"] = len(window) / (time.perf_counter() - t0)
                     mean["step"] = self.step
                     self.history.append(mean)
                     bar.set_postfix(
-                        G=f"{mean['loss_generators']:.3f}",
-                        D=f"{mean['loss_discriminators']:.3f}",
+                        {
+                            k: f"{mean[v]:.3f}"
+                            for k, v in (("G", "loss_generators"), ("D", "loss_discriminators"))
+                            if v in mean
+                        },
                         RL=f"{mean['loss_rl']:.3f}",
                     )
                     if writer is not None and main:
@@ -600,12 +668,12 @@ class RLCycleGANTrainer:
                                 group = next((g for g in ("q", "loss", "lr") if k.startswith(g)), "speed")
                                 writer.add_scalar(f"{group}/{k}", v, self.step)
                     window, t0 = [], time.perf_counter()
-                if main and monitor is not None and monitor.due(self.step, cfg.steps):
+                if main and monitor is not None and monitor.due(self.step, total):
                     s = monitor(self.step, _unwrap(self.qs).Q_real, writer)
                     bar.write(
                         f"step {self.step}: Q_real on the monitor data: AUC {s['auc']:.3f}, mean Q {s['mean_q']:.3f}"
                     )
-                if main and (self.step % cfg.grid_every == 0 or self.step == cfg.steps):
+                if main and joint and (self.step % cfg.grid_every == 0 or self.step == cfg.steps):
                     grids = self.out / "images"
                     grids.mkdir(parents=True, exist_ok=True)
                     Image.fromarray(self.image_grid()).save(grids / f"step-{self.step:07d}.png")
@@ -619,8 +687,9 @@ class RLCycleGANTrainer:
 
 
 # What a resumed run may change: its length and bookkeeping, and how fast the same maths runs.
+# A Q tail (q_tail_steps) may be added to or changed on a run that has not started one.
 RESUMABLE_CHANGES = frozenset(
-    {"steps", "log_every", "grid_every", "checkpoint_every", "bf16", "channels_last", "fused_adam"}
+    {"steps", "q_tail_steps", "log_every", "grid_every", "checkpoint_every", "bf16", "channels_last", "fused_adam"}
 )
 
 
