@@ -155,6 +155,55 @@ def test_scene_consistency_scores_each_q_value_of_the_run(cyclegan_run, mixed_ba
     assert other["data"]["sim"]["values"]["Q_sim(x)"] == pytest.approx(score_outcomes(q_real, ds))
 
 
+@pytest.fixture(scope="module")
+def paired_real_bag(tmp_path_factory):
+    """mixed_bag's ten scenes and grasps, rendered in pseudo-real (same seed, scripted policy)."""
+    bag = tmp_path_factory.mktemp("bags") / "paired"
+    args = ["collect", "--domain", "pseudo-real", "--policy", "scripted", "--episodes", "10", "--seed", "3"]
+    assert main([*args, "--out", str(bag), "--no-progress"]) == 0
+    return bag
+
+
+def test_scene_consistency_compares_translations_on_paired_scenes(cyclegan_run, mixed_bag, paired_real_bag, capsys):
+    from rlcg.eval.consistency import format_consistency, paired_grasps, scene_consistency
+    from rlcg.eval.offline import final_grasps
+    from rlcg.gan.trainer import load_generator, to_gan_range, to_q_range
+    from rlcg.models.qnet import QNetwork
+
+    sim, real = TransitionDataset.open(mixed_bag), TransitionDataset.open(paired_real_bag)
+    result = scene_consistency(cyclegan_run, sim, real)
+    paired = result["paired"]
+    assert paired["scenes"] == 10
+    # the same scenes: x and y differ in look only, and by hand the pixel differences agree
+    s_rows, s_actions, s_rewards = final_grasps(sim, 64)
+    r_rows, r_actions, r_rewards = final_grasps(real, 64)
+    assert np.array_equal(s_actions, r_actions) and np.array_equal(s_rewards, r_rewards)
+    x = QNetwork.preprocess(torch.as_tensor(np.asarray(sim.images[s_rows])))
+    y = QNetwork.preprocess(torch.as_tensor(np.asarray(real.images[r_rows])))
+    with torch.no_grad():
+        g_x = to_q_range(load_generator(cyclegan_run)(to_gan_range(x)))
+    assert paired["pixel_l1"]["x, y"] == pytest.approx(float((x - y).abs().mean()) * 255, rel=1e-4)
+    assert paired["pixel_l1"]["G(x), y"] == pytest.approx(float((g_x - y).abs().mean()) * 255, rel=1e-4)
+    assert paired["pixel_l1"]["x, y"] > 10  # pseudo-real's look is far from sim's
+    q_real = load_policy(cyclegan_run / "policy").qnet
+    assert paired["values"]["Q_real(y)"] == pytest.approx(score_outcomes(q_real, real))
+    with torch.no_grad():
+        q_gx, q_y = _q(q_real, g_x, s_actions), _q(q_real, y, s_actions)
+    assert paired["mean_abs_q_difference"] == pytest.approx(np.abs(q_gx - q_y).mean(), abs=1e-6)
+    # a scene is one seed and one grasp: other grasps in it, or other seeds, do not pair
+    i, j = paired_grasps(sim, s_rows, s_actions, real, r_rows, r_actions + 0.01)
+    assert len(i) == len(j) == 0
+    i, j = paired_grasps(sim, s_rows[:4], s_actions[:4], real, r_rows[4:], r_actions[4:])
+    assert len(i) == 0
+    # the CLI prints the pairs, and says how to get them when there are none
+    base = ["eval-consistency", str(cyclegan_run), "--sim-data", str(mixed_bag)]
+    assert main([*base, "--real-data", str(paired_real_bag)]) == 0
+    assert "paired scenes: 10; mean absolute pixel difference" in capsys.readouterr().out
+    assert "paired scenes: none (collect sim and real data with the same --seed" in format_consistency(
+        {**result, "paired": None}
+    )
+
+
 def test_eval_consistency_cli_and_its_refusals(cyclegan_run, mixed_bag, tmp_path, capsys):
     base = ["eval-consistency", str(cyclegan_run), "--sim-data", str(mixed_bag), "--real-data", str(mixed_bag)]
     assert main([*base, "--json"]) == 0
@@ -163,6 +212,7 @@ def test_eval_consistency_cli_and_its_refusals(cyclegan_run, mixed_bag, tmp_path
     assert main(base) == 0
     out = capsys.readouterr().out
     assert "Q_sim(F(G(x)))" in out and "Q_real(G(F(y)))" in out and "10 grasps, 40.0% successful" in out
+    assert "paired scenes: 10; mean absolute pixel difference (0-255): x, y 0.0" in out  # the same data twice
     assert main([*base[:3], str(tmp_path / "missing"), *base[4:]]) == 2
     assert "--sim-data" in capsys.readouterr().err
     assert main(["eval-consistency", str(tmp_path), *base[2:]]) == 2

@@ -138,8 +138,10 @@ def register(sub) -> None:
         "Q_sim(x), Q_real(G(x)), Q_sim(F(G(x))) on sim data and Q_real(y), Q_sim(F(y)), Q_real(G(F(y))) on real "
         "data (ROC AUC, cross-entropy, mean Q), and how far the three values of one scene disagree (the terms of "
         "L_RL-scene). A Q_sim(F(y)) far below Q_sim(x) says F loses what decides a grasp; a Q_real(y) below "
-        "Q_real(G(x)) says Q_real's skill on translated images does not carry over to real ones. Offline, "
-        "nothing is simulated.",
+        "Q_real(G(x)) says Q_real's skill on translated images does not carry over to real ones; compare them on "
+        "the same scenes: scenes both datasets share (collected with the same --seed by a policy that does not look "
+        "at the image, e.g. scripted) are paired, and for those G(x) is compared with y pixel by pixel and "
+        "Q_real(G(x)) with Q_real(y) grasp by grasp. Offline, nothing is simulated.",
     )
     p.add_argument("run", metavar="RUN", help="a cyclegan or rl-cyclegan run directory")
     p.add_argument("--sim-data", required=True, metavar="DIR", help="sim episodes with outcomes (bags or dataset)")
