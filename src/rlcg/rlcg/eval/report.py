@@ -130,6 +130,14 @@ def curve_figure(report: dict, path: Path) -> None:
         lo = np.array([p[key]["ci95"][0] for p in pts])
         hi = np.array([p[key]["ci95"][1] for p in pts])
         ax.errorbar(n, 100 * r, yerr=[100 * (r - lo), 100 * (hi - r)], fmt=style, capsize=3, label=key)
+    # what the real RL data is measured against: rl-cyclegan without it, and the sim policy in sim
+    references = (
+        (report.get("methods", {}).get("rl-cyclegan"), "rl-cyclegan, no real RL data", ":"),
+        (report.get("in_sim", {}).get("sim-only"), "sim-only in sim", "--"),
+    )
+    for ref, label, ls in references:
+        if ref is not None:
+            ax.axhline(100 * ref["success_rate"], ls=ls, c="k", lw=1, label=label)
     ax.set_xlabel("real episodes")
     ax.set_ylabel(f"success in {report['real_domain']} (%)")
     ax.set_ylim(0, 100)

@@ -77,9 +77,9 @@ class GanTrainConfig:
     # on the paper preset (docs/results.md)
     lr_schedule: Literal["constant", "linear-decay"] = "constant"
     # After the joint steps, this many more steps of Q_real alone on G(x) of the frozen final G,
-    # its rate decayed by a cosine to 5%: the constant-rate Q_real of the joint
-    # training is left mid-wander by the moving G, as the shipped sim-only Q was before its
-    # cosine schedule (docs/results.md). 0, the default, is the paper's joint training alone.
+    # its rate decayed by a cosine to 5%, as the shipped sim-only Q was trained. 0, the default, is
+    # the paper's joint training alone: on the paper preset a tail fitted G(x) better and real
+    # images worse, and lost 4 points (docs/results.md).
     q_tail_steps: int = 0
     gan_objective: Literal["lsgan", "bce"] = "lsgan"
     cycle_distance: Literal["mse", "l1"] = "mse"  # the paper's d
