@@ -124,12 +124,12 @@ def curve_figure(report: dict, path: Path) -> None:
 
     pts = report["real_rl_curve"]
     n = [p["real_episodes"] for p in pts]
-    fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=120)
-    for key, style in (("real-only", "o--"), ("rl-cyclegan", "s-")):
+    fig, ax = plt.subplots(figsize=(5.5, 4.0), dpi=120)
+    for key, label, style in (("real-only", "real-only", "o--"), ("rl-cyclegan", "rl-cyclegan + real RL data", "s-")):
         r = np.array([p[key]["success_rate"] for p in pts])
         lo = np.array([p[key]["ci95"][0] for p in pts])
         hi = np.array([p[key]["ci95"][1] for p in pts])
-        ax.errorbar(n, 100 * r, yerr=[100 * (r - lo), 100 * (hi - r)], fmt=style, capsize=3, label=key)
+        ax.errorbar(n, 100 * r, yerr=[100 * (r - lo), 100 * (hi - r)], fmt=style, capsize=3, label=label)
     # what the real RL data is measured against: rl-cyclegan without it, and the sim policy in sim
     references = (
         (report.get("methods", {}).get("rl-cyclegan"), "rl-cyclegan, no real RL data", ":"),
@@ -141,7 +141,7 @@ def curve_figure(report: dict, path: Path) -> None:
     ax.set_xlabel("real episodes")
     ax.set_ylabel(f"success in {report['real_domain']} (%)")
     ax.set_ylim(0, 100)
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, fontsize=8, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
