@@ -106,7 +106,14 @@ def scene_consistency(run: str | Path, sim_dataset, real_dataset, q_sim: str | P
     return result
 
 
-def paired_grasps(sim_dataset, sim_rows, sim_actions, real_dataset, real_rows, real_actions):
+def paired_grasps(
+    sim_dataset,
+    sim_rows: np.ndarray,
+    sim_actions: np.ndarray,
+    real_dataset,
+    real_rows: np.ndarray,
+    real_actions: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions (into the two final-grasp row arrays) of grasps made in the same scene: episodes of
     the same seed whose recorded grasp action agrees. A policy that looks at the image acts
     differently on x and y, and its episodes do not pair."""
