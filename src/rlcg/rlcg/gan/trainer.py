@@ -28,7 +28,6 @@ networks are one wrapped module called once per step, gloo on CPU, NCCL on GPU).
 from __future__ import annotations
 
 import copy
-import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -48,7 +47,15 @@ from rlcg.models.qnet import QNetConfig, QNetwork
 from rlcg.rl.cem import CEMConfig
 from rlcg.rl.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from rlcg.rl.policy import save_policy
-from rlcg.rl.qtopt import WeightedSources, flush_subnormals, polyak_update, td_loss, td_targets
+from rlcg.rl.qtopt import (
+    QTrainConfig,
+    WeightedSources,
+    cosine_rate,
+    flush_subnormals,
+    polyak_update,
+    td_loss,
+    td_targets,
+)
 
 GAN_METHODS = ("gan", "cyclegan", "rl-cyclegan")
 Q_ONLY_METHODS = ("sim-only", "randomized-sim")
@@ -128,14 +135,10 @@ def lr_factor(cfg: GanTrainConfig, step: int) -> float:
     return min(1.0, (cfg.steps - step) / half)
 
 
-Q_TAIL_FINAL_LR_FRACTION = 0.05  # as rlcg train-q's cosine
-
-
 def q_tail_lr_factor(cfg: GanTrainConfig, step: int) -> float:
-    """Q's fraction of lr_q at step ``step`` of the Q tail (steps cfg.steps .. cfg.steps + q_tail_steps - 1)."""
-    progress = min(max(step - cfg.steps, 0) / max(cfg.q_tail_steps, 1), 1.0)
-    floor = Q_TAIL_FINAL_LR_FRACTION
-    return floor + 0.5 * (1.0 - floor) * (1.0 + math.cos(math.pi * progress))
+    """Q's fraction of lr_q at step ``step`` of the Q tail (steps cfg.steps .. cfg.steps + q_tail_steps - 1):
+    rlcg train-q's cosine, to its final fraction."""
+    return cosine_rate(1.0, step - cfg.steps, cfg.q_tail_steps, QTrainConfig.final_lr_fraction)
 
 
 def to_gan_range(images: torch.Tensor) -> torch.Tensor:

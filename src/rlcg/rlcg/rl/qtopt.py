@@ -81,9 +81,14 @@ def learning_rate(config: QTrainConfig, step: int) -> float:
     average out the minibatch noise that keeps a constant-rate run's accuracy wandering."""
     if config.lr_schedule == "constant":
         return config.lr
-    progress = min(step / max(config.steps, 1), 1.0)
-    floor = config.final_lr_fraction * config.lr
-    return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * progress))
+    return cosine_rate(config.lr, step, config.steps, config.final_lr_fraction)
+
+
+def cosine_rate(lr: float, step: int, steps: int, final_fraction: float) -> float:
+    """``lr`` decayed by a half cosine over ``steps`` steps to ``final_fraction * lr`` (held after)."""
+    progress = min(max(step, 0) / max(steps, 1), 1.0)
+    floor = final_fraction * lr
+    return floor + 0.5 * (lr - floor) * (1.0 + math.cos(math.pi * progress))
 
 
 def td_loss(logits: torch.Tensor, targets: torch.Tensor, kind: str) -> torch.Tensor:
