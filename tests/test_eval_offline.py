@@ -220,3 +220,84 @@ def test_eval_consistency_cli_and_its_refusals(cyclegan_run, mixed_bag, tmp_path
     gan_run = _train(tmp_path / "gan", "gan", mixed_bag, steps=1)
     assert main(["eval-consistency", str(gan_run), *base[2:]]) == 2
     assert "has no F" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- datasets translated by a run
+def test_translate_writes_g_of_each_image_keeping_the_grasps_and_train_q_takes_it(
+    cyclegan_run, mixed_bag, tmp_path, capsys
+):
+    from rlcg.data.store import read_index
+    from rlcg.gan.trainer import load_generator, to_gan_range
+    from rlcg.models.qnet import QNetwork
+
+    out = tmp_path / "g-of-sim"
+    assert main(["translate", str(cyclegan_run), "--data", str(mixed_bag), "--out", str(out), "--no-progress"]) == 0
+    assert "10 episodes (10 transitions)" in capsys.readouterr().out
+    source, translated = TransitionDataset.open(mixed_bag), TransitionDataset.open(out)
+    for column in ("actions", "rewards", "dones", "episode_index", "step_index"):
+        assert np.array_equal(np.asarray(getattr(source, column)[:]), np.asarray(getattr(translated, column)[:]))
+    assert [e["seed"] for e in translated.episodes] == [e["seed"] for e in source.episodes]
+    assert set(translated.domains) == {"G(sim)"} and {e["domain"] for e in translated.episodes} == {"G(sim)"}
+    record = read_index(out)["translation"]
+    assert record["generator"] == "G" and record["method"] == "cyclegan" and record["run"] == str(cyclegan_run)
+    # both image columns are G's output, by hand, to the rounding of uint8
+    G = load_generator(cyclegan_run)
+    for column in ("images", "next_images"):
+        x = QNetwork.preprocess(torch.tensor(np.asarray(getattr(source, column)[:])))
+        with torch.no_grad():
+            expected = (G(to_gan_range(x)).permute(0, 2, 3, 1).numpy() + 1.0) * 127.5
+        got = np.asarray(getattr(translated, column)[:]).astype(np.float64)
+        assert np.abs(got - expected).max() <= 0.5 + 1e-3
+        assert np.abs(got - np.asarray(getattr(source, column)[:])).mean() > 1  # translated, not copied
+    # train-q takes it like any dataset
+    args = ["train-q", "--data", str(out), "--out", str(tmp_path / "q"), "--steps", "2", "--batch-size", "4"]
+    assert main([*args, "--threads", "1", "--no-progress"]) == 0
+    assert load_policy(tmp_path / "q").qnet is not None
+
+
+def test_translate_with_f_and_its_refusals(cyclegan_run, mixed_bag, tmp_path, capsys, monkeypatch):
+    from rlcg.gan import translate
+
+    base = ["translate", str(cyclegan_run), "--data", str(mixed_bag), "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "f"), "--generator", "F"]) == 0
+    assert set(TransitionDataset.open(tmp_path / "f").domains) == {"F(sim)"}
+    # a dataset translated once is not appended to with raw bags
+    assert main(["data", "ingest", str(mixed_bag), "--out", str(tmp_path / "f"), "--append", "--no-progress"]) == 2
+    assert "translated by F" in capsys.readouterr().err
+    # an existing output is left as it is
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "keep.txt").write_text("mine")
+    assert main([*base, "--out", str(tmp_path / "taken")]) == 2
+    assert "not empty" in capsys.readouterr().err and (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+    assert main([*base[:3], str(tmp_path / "missing"), "--out", str(tmp_path / "m"), "--no-progress"]) == 2
+    assert "no such dataset" in capsys.readouterr().err
+    assert main(["translate", str(tmp_path), *base[2:], "--out", str(tmp_path / "n")]) == 2
+    assert "no GAN run here" in capsys.readouterr().err
+    gan_run = _train(tmp_path / "gan", "gan", mixed_bag, steps=1)
+    assert main(["translate", str(gan_run), *base[2:], "--out", str(tmp_path / "n"), "--generator", "F"]) == 2
+    assert "has no F" in capsys.readouterr().err
+    # a translation that fails half-way leaves no output and no partial files
+    calls = []
+
+    def fail_second_call(generator, images):
+        calls.append(1)
+        if len(calls) > 1:
+            raise translate.TranslateError("the generator returned non-finite pixels (NaN or inf)")
+        return np.asarray(images)
+
+    monkeypatch.setattr(translate, "translate_images", fail_second_call)
+    assert main([*base, "--out", str(tmp_path / "half" / "ds"), "--batch-size", "4"]) == 2
+    assert "non-finite" in capsys.readouterr().err
+    assert list((tmp_path / "half").iterdir()) == []
+
+
+def test_translate_images_refuses_non_finite_output():
+    from rlcg.gan.translate import TranslateError, translate_images
+
+    def broken(x):
+        return torch.full_like(x, float("nan"))
+
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    with pytest.raises(TranslateError, match="non-finite"):
+        translate_images(broken, images)
+    assert translate_images(torch.tanh, images).dtype == np.uint8

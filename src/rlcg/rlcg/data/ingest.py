@@ -107,6 +107,11 @@ def ingest(
         if not append:
             raise DatasetExistsError(f"{out} is a dataset already; pass --append to add the bags to it")
         index = read_index(out)
+        if "translation" in index:  # its images are G(x) or F(y); raw camera images would mix in unnoticed
+            raise DatasetError(
+                f"{out} holds images translated by {index['translation']['generator']} (rlcg translate); "
+                "ingest the bags into a dataset of their own and translate that"
+            )
         created = False
         if image_size is not None and index["image_size"] and tuple(index["image_size"]) != tuple(image_size):
             raise DatasetError(

@@ -155,6 +155,29 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_eval_consistency)
 
+    p = sub.add_parser(
+        "translate",
+        help="write a dataset's images translated by a GAN run's G (sim -> real) or F (real -> sim)",
+        description="Translate every image of a dataset (or bags) with the generator of a gan, cyclegan or "
+        "rl-cyclegan run's last checkpoint and write a new dataset with the same actions, rewards and episodes. "
+        "rlcg train-q then trains a Q-network on G(x) with G frozen, with its own data scale, steps and schedule "
+        "(for example the recipe of the shipped sim policy), instead of the joint training's Q_real. The source is "
+        "not modified; OUT appears only once complete.",
+    )
+    p.add_argument("run", metavar="RUN", help="a gan, cyclegan or rl-cyclegan run directory")
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset or bags to translate")
+    p.add_argument("--out", required=True, metavar="DIR", help="new dataset directory (must not exist, or be empty)")
+    p.add_argument(
+        "--generator",
+        choices=["G", "F"],
+        default="G",
+        help="G: sim -> real, for sim data (default); F: real -> sim, for real data (cyclegan, rl-cyclegan)",
+    )
+    p.add_argument("--batch-size", type=int, default=256, help="images per generator call (default: 256)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=cmd_translate)
+
 
 def register_bench(bench_sub) -> None:
     p = bench_sub.add_parser(
@@ -342,6 +365,30 @@ def cmd_eval_consistency(args) -> int:
         datasets.append(TransitionDataset.open(path))
     result = scene_consistency(args.run, *datasets, q_sim=args.q_sim)
     print(json.dumps(result, indent=2) if args.json else format_consistency(result))
+    return 0
+
+
+def cmd_translate(args) -> int:
+    import torch
+
+    from rlcg.gan.translate import translate_dataset
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CommandError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    result = translate_dataset(
+        args.run,
+        args.data,
+        args.out,
+        generator=args.generator,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(
+        f"translate: {result['episodes']} episodes ({result['transitions']} transitions) of {args.data} "
+        f"translated by {result['generator']} of {args.run} ({result['method']}) into {result['out']}"
+    )
     return 0
 
 

@@ -1,0 +1,135 @@
+"""A dataset's images translated by a trained GAN run: ``rlcg translate``.
+
+G(x) of every sim image (or F(y) of every real image) goes into a new dataset with the source's
+actions, rewards and episodes unchanged, so that ``rlcg train-q`` can train a Q-network on
+translated images with its own recipe (data scale, steps, schedule) and G frozen, apart from the
+joint training where Q_real sees G(x) of one batch at a time. The source is never modified; the
+new dataset appears at ``out`` only once it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rlcg.data.store import EPISODES, NpyAppender, is_dataset, load_shard, read_index, write_index
+from rlcg.errors import RlcgError
+
+IMAGE_COLUMNS = ("images", "next_images")
+
+
+class TranslateError(RlcgError):
+    """A translation that cannot be made (wrong run, image size, existing output, non-finite output)."""
+
+
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Generator output (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), as the camera would store it."""
+    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def translate_images(generator: torch.nn.Module, images: np.ndarray) -> np.ndarray:
+    """uint8 (B, H, W, 3) -> the generator's translation, uint8 (B, H, W, 3)."""
+    from rlcg.gan.trainer import to_gan_range
+    from rlcg.models.qnet import QNetwork
+
+    out = generator(to_gan_range(QNetwork.preprocess(torch.tensor(np.asarray(images)))))
+    if not torch.isfinite(out).all():
+        raise TranslateError("the generator returned non-finite pixels (NaN or inf): the run's weights are damaged")
+    return _to_uint8(out)
+
+
+def translate_dataset(
+    run: str | Path,
+    source: str | Path,
+    out: str | Path,
+    generator: str = "G",
+    batch_size: int = 256,
+    progress: bool = True,
+) -> dict:
+    """Write ``out``: the dataset (or bags) at ``source`` with every image and next image replaced by
+    ``generator``'s translation (G: sim -> real, F: real -> sim) from the run's last checkpoint.
+    Domains become "G(sim)" and the like; the index records the run and generator under
+    "translation". Returns that record with the counts."""
+    from tqdm import tqdm
+
+    from rlcg.gan.trainer import load_run
+
+    run, source, out = Path(run), Path(source), Path(out)
+    if generator not in ("G", "F"):
+        raise TranslateError(f"generator must be G (sim -> real) or F (real -> sim), not {generator!r}")
+    if not (run / "checkpoint").is_dir():
+        raise TranslateError(f"{run}: no GAN run here (no checkpoint/ directory)")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise TranslateError(f"{out} exists and is not empty; choose a new directory")
+    if batch_size < 1:
+        raise TranslateError(f"batch_size must be at least 1, got {batch_size}")
+    trained = load_run(run)
+    net = trained.G if generator == "G" else trained.F
+    if net is None:
+        raise TranslateError(f"{run}: a {trained.config.method} run has no F (only cyclegan and rl-cyclegan have one)")
+    if not source.exists():
+        raise TranslateError(f"{source}: no such dataset or bag directory")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.partial-", dir=out.parent) as tmp:
+        root = source
+        if not is_dataset(source):  # bags: decoded once, with ingest's checks, next to the output
+            from rlcg.data.ingest import ingest
+
+            root = Path(tmp) / "ingested"
+            ingest([source], root, progress=progress, fsync=False)
+        index = read_index(root)
+        size = tuple(index["image_size"])
+        trained_size = trained.Q_real.config.image_size
+        if size != (trained_size, trained_size):
+            raise TranslateError(
+                f"{source} holds {size[0]}x{size[1]} images; the run was trained on {trained_size}x{trained_size}"
+            )
+        rename = {d: f"{generator}({d})" for d in index["domains"]}
+        target = Path(tmp) / "dataset"
+        target.mkdir()
+        bar = tqdm(
+            total=2 * index["transitions"],
+            unit="img",
+            desc=f"translate {generator}",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        try:
+            for shard in index["shards"]:
+                arrays, episodes = load_shard(root, shard, size)
+                folder = target / shard["name"]
+                folder.mkdir()
+                for column in IMAGE_COLUMNS:
+                    writer = NpyAppender(folder / f"{column}.npy", np.dtype(np.uint8), (*size, 3))
+                    for start in range(0, len(arrays[column]), batch_size):
+                        block = arrays[column][start : start + batch_size]
+                        writer.append(translate_images(net, block))
+                        bar.update(len(block))
+                    writer.close(fsync=False)
+                for column in arrays:
+                    if column not in IMAGE_COLUMNS:
+                        shutil.copyfile(root / shard["name"] / f"{column}.npy", folder / f"{column}.npy")
+                for episode in episodes:
+                    episode["domain"] = rename[episode["domain"]]
+                (folder / EPISODES).write_text(json.dumps(episodes), encoding="utf-8")
+        finally:
+            bar.close()
+        record = {
+            "run": str(run.resolve()),
+            "method": trained.config.method,
+            "generator": generator,
+            "source": str(source.resolve()),
+        }
+        index.update(domains=[rename[d] for d in index["domains"]], translation=record)
+        write_index(target, index, fsync=True)
+        if out.exists():  # empty (checked above): replaced by the finished dataset in one rename
+            out.rmdir()
+        target.rename(out)
+    return record | {"episodes": index["episodes"], "transitions": index["transitions"], "out": str(out)}
