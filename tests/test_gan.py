@@ -342,6 +342,55 @@ def test_q_tail_option_reaches_the_gan_config_and_is_refused_for_q_only_methods(
     assert not (tmp_path / "run").exists()
 
 
+def test_real_rl_share_weighs_q_real_s_two_td_terms_and_is_part_of_the_objective(tmp_path):
+    t = _trainer(tmp_path / "a", steps=1, real_rl=True, real_rl_share=0.2)
+    sim, real = t._batch(t.sim_data), t._batch(t.real_data)
+    _, out, _ = t.generator_loss(sim, real)
+    loss, parts = t.q_loss(sim, real, out)
+    assert set(parts) == {"Q_real", "Q_sim", "Q_sim:cycled", "Q_real:real"}
+    expected = 1.6 * parts["Q_real"] + parts["Q_sim"] + parts["Q_sim:cycled"] + 0.4 * parts["Q_real:real"]
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
+    # the default weighs both alike, exactly as the plain sum did before the setting existed
+    assert GanTrainConfig(real_rl=True).td_weights == {"Q_real": 1.0, "Q_real:real": 1.0}
+    assert GanTrainConfig(real_rl_share=0.2).td_weights is None  # no real TD term to weigh
+    # the Q tail weighs them the same way
+    t.fit(progress=False)
+    tail = _trainer(tmp_path / "a", steps=1, q_tail_steps=1, real_rl=True, real_rl_share=0.2, resume=True)
+    history = tail.fit(progress=False)
+    assert history[-1]["loss_rl"] == pytest.approx(
+        1.6 * history[-1]["loss_rl/Q_real"] + 0.4 * history[-1]["loss_rl/Q_real:real"], rel=1e-5
+    )
+    with pytest.raises(RlcgError, match=r"real_rl_share: 0.2 -> 0.5"):
+        _trainer(tmp_path / "a", steps=2, resume=True, real_rl=True)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="real_rl_share"):
+            GanTrainConfig(real_rl_share=bad)
+    # runs saved before the setting existed weighed both alike
+    saved = to_dict(GanTrainConfig(real_rl=True))
+    del saved["real_rl_share"]
+    assert objective_changes(saved, GanTrainConfig(real_rl=True)) == []
+    assert objective_changes(saved, GanTrainConfig(real_rl=True, real_rl_share=0.25)) == ["real_rl_share: 0.5 -> 0.25"]
+
+
+def test_real_rl_share_option_reaches_the_gan_config_and_needs_real_rl(tmp_path, capsys):
+    import argparse
+
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parser.parse_args(["--real-rl", "--real-rl-share", "0.25"])
+    assert build_gan_config(args, "rl-cyclegan", 2, 4).real_rl_share == 0.25
+    argv = ["train", "--method", "gan", "--sim-data", str(tmp_path), "--real-data", str(tmp_path)]
+    argv += ["--out", str(tmp_path / "run")]
+    assert main([*argv, "--real-rl-share", "0.25"]) == 2
+    assert "--real-rl-share applies with --real-rl" in capsys.readouterr().err
+    assert main([*argv, "--real-rl", "--real-rl-share", "0"]) == 2
+    assert "--real-rl-share must be in (0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_lr_schedule_option_reaches_the_gan_config_and_is_refused_for_q_only_methods(tmp_path, capsys):
     import argparse
 

@@ -22,6 +22,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch (default: 64 Q-only, 8 GAN)")
     p.add_argument("--real-rl", action="store_true", help="Q_real also learns from the real transitions (Table 2)")
     p.add_argument(
+        "--real-rl-share",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="with --real-rl: the share of Q_real's TD loss on real transitions, against G(x) of sim ones, in (0, 1] "
+        "(default: 0.5, both alike)",
+    )
+    p.add_argument(
         "--monitor-data",
         metavar="DIR",
         default=None,
@@ -238,6 +246,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
             gan=args.lambda_gan, cycle=args.lambda_cycle, rl_scene=args.lambda_rl_scene, rl=args.lambda_rl
         ),
         real_rl=args.real_rl,
+        real_rl_share=args.real_rl_share,
         rl_scene_trains_q=args.rl_scene_trains_q,
         generator=GeneratorConfig(width=args.gen_width, blocks=args.gen_blocks),
         discriminator=DiscriminatorConfig(width=args.disc_width, layers=args.disc_layers),
@@ -335,6 +344,10 @@ def cmd_train(args) -> int:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
     if args.method in ("sim-only", "randomized-sim") and args.real_rl:
         raise CommandError("--real-rl applies to the GAN methods; to train Q on real data alone, pass it as --sim-data")
+    if args.real_rl_share != 0.5 and not args.real_rl:
+        raise CommandError("--real-rl-share applies with --real-rl")
+    if not 0.0 < args.real_rl_share <= 1.0:
+        raise CommandError(f"--real-rl-share must be in (0, 1], got {args.real_rl_share}")
     if args.method in ("sim-only", "randomized-sim") and args.lr_schedule != "constant":
         raise CommandError(
             f"--lr-schedule {args.lr_schedule} applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule"

@@ -93,6 +93,10 @@ class GanTrainConfig:
     td_distance: Literal["mse", "bce"] = "bce"
     weights: LossWeights = field(default_factory=LossWeights)
     real_rl: bool = False
+    # With real_rl: the share of Q_real's TD loss that comes from the real transitions, against G(x)
+    # of sim ones: 2(1 - s) L_RL(G(x)) + 2s L_RL(y). 0.5, the default, weighs both alike, as before the
+    # setting existed; a few hundred real episodes drawn at that share are memorised (docs/results.md).
+    real_rl_share: float = 0.5
     # L_RL-scene(G, F) trains the generators only, as the paper writes it. True also trains Q_sim and
     # Q_real on it (detached images); off by default: it flattened Q_real's ranking (docs/results.md).
     rl_scene_trains_q: bool = False
@@ -117,6 +121,15 @@ class GanTrainConfig:
             raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or linear-decay)")
         if self.q_tail_steps < 0:
             raise ValueError(f"q_tail_steps must be >= 0, got {self.q_tail_steps}")
+        if not 0.0 < self.real_rl_share <= 1.0:
+            raise ValueError(f"real_rl_share must be in (0, 1], got {self.real_rl_share}")
+
+    @property
+    def td_weights(self) -> dict[str, float] | None:
+        """Weights of the TD terms that are not 1: Q_real's two with real_rl (see real_rl_share)."""
+        if not self.real_rl:
+            return None
+        return {"Q_real": 2.0 * (1.0 - self.real_rl_share), "Q_real:real": 2.0 * self.real_rl_share}
 
     @property
     def uses_f(self) -> bool:
@@ -197,14 +210,17 @@ class QFunctions(nn.Module):
         terms: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor]],
         kind: str,
         scene: tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor] | None = None,
+        weights: dict[str, float] | None = None,
     ):
-        """terms: (network name, images, actions, targets); returns the summed loss and each term.
+        """terms: (network name, images, actions, targets); returns the loss, summed with ``weights``
+        (1 for a term not named), and each term unweighted.
         scene: L_RL-scene's images (named as in losses.SIX_Q_INPUTS), sim actions and real actions;
         given, the six Q-values are computed with live parameters and returned under ``parts["rl_scene"]``."""
         parts = {}
         for name, images, actions, targets in terms:
             parts[name] = td_loss(getattr(self, name.split(":")[0])(images, actions), targets, kind)
-        loss = sum(parts.values())
+        weights = weights or {}
+        loss = sum(weights[name] * part if name in weights else part for name, part in parts.items())
         if scene is not None:
             six = losses.six_q_values(lambda net, im, a: torch.sigmoid(getattr(self, net)(im, a)), *scene)
             parts["rl_scene"] = losses.rl_scene_loss(six)
@@ -507,7 +523,7 @@ class RLCycleGANTrainer:
             if self.cfg.real_rl:
                 more_real = self._batch(self.real_data, extra)
                 real = {k: torch.cat([real[k], more_real[k]]) for k in real}
-        loss, parts = self.qs(self._td_terms(sim, real, translated), self.cfg.td_distance, scene)
+        loss, parts = self.qs(self._td_terms(sim, real, translated), self.cfg.td_distance, scene, self.cfg.td_weights)
         loss = self.cfg.weights.rl * loss  # lambda_RL L_RL(Q)
         if scene is not None:
             loss = loss + self.cfg.weights.rl_scene * parts["rl_scene"]  # lambda_RL-scene L_RL-scene(Q_sim, Q_real)
@@ -563,7 +579,8 @@ class RLCycleGANTrainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
             with torch.no_grad():
                 translated = {"G(x)": _unwrap(self.gens).G(to_gan_range(sim["image"])).float()}
-            loss, parts = qs(self._td_terms(sim, real, translated, q_real_only=True), cfg.td_distance)
+            terms = self._td_terms(sim, real, translated, q_real_only=True)
+            loss, parts = qs(terms, cfg.td_distance, weights=cfg.td_weights)
             loss = cfg.weights.rl * loss  # lambda_RL L_RL(Q_real)
         self.opt_q.zero_grad(set_to_none=True)
         loss.backward()
@@ -702,7 +719,7 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
     as that version's behaviour: runs from before ``rl_scene_trains_q`` kept the Q-networks out of
     L_RL-scene, and runs from before ``lr_schedule`` had constant rates. A decaying schedule spans
     the run's steps, so with one the step count is part of the objective too."""
-    saved = {"rl_scene_trains_q": False, "lr_schedule": "constant", **saved}
+    saved = {"rl_scene_trains_q": False, "lr_schedule": "constant", "real_rl_share": 0.5, **saved}
     now = to_dict(config)
 
     def flat(d: dict, prefix: str = "") -> dict:
@@ -716,6 +733,8 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
         unused |= {"rl_scene_trains_q", "weights.rl_scene"}
     if not config.uses_f:
         unused |= {"weights.cycle", "cycle_distance"}
+    if not config.real_rl:
+        unused.add("real_rl_share")
     resumable = RESUMABLE_CHANGES - ({"steps"} if config.lr_schedule != "constant" else set())
     before, after = flat(saved), flat(now)
     return [
