@@ -163,6 +163,11 @@ def to_q_range(images: torch.Tensor) -> torch.Tensor:
     return images * 0.5
 
 
+def to_uint8_images(images: torch.Tensor) -> np.ndarray:
+    """Generator range [-1, 1], (B, 3, H, W) -> uint8 (B, H, W, 3), as a camera image is stored."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
 class Generators(nn.Module):
     """G (and F): one module, called once per step, so DistributedDataParallel sees one forward."""
 
@@ -628,11 +633,8 @@ class RLCycleGANTrainer:
         cols_x = [last["x"], last["G(x)"]] + ([last["F(G(x))"]] if "F(G(x))" in last else [])
         cols_y = [last["y"]] + ([last["F(y)"], last["G(F(y))"]] if "F(y)" in last else [])
 
-        def to_u8(t):
-            return ((t[:n].float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
         def rows(cols):
-            imgs = [to_u8(c) for c in cols]
+            imgs = [to_uint8_images(c[:n]) for c in cols]
             return np.concatenate([np.concatenate([im[i] for im in imgs], axis=1) for i in range(len(imgs[0]))], 0)
 
         left, right = rows(cols_x), rows(cols_y)

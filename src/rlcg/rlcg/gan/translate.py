@@ -27,21 +27,16 @@ class TranslateError(RlcgError):
     """A translation that cannot be made (wrong run, image size, existing output, non-finite output)."""
 
 
-def _to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Generator output (B, 3, H, W) in [-1, 1] -> uint8 (B, H, W, 3), as the camera would store it."""
-    return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
 @torch.no_grad()
 def translate_images(generator: torch.nn.Module, images: np.ndarray) -> np.ndarray:
     """uint8 (B, H, W, 3) -> the generator's translation, uint8 (B, H, W, 3)."""
-    from rlcg.gan.trainer import to_gan_range
+    from rlcg.gan.trainer import to_gan_range, to_uint8_images
     from rlcg.models.qnet import QNetwork
 
     out = generator(to_gan_range(QNetwork.preprocess(torch.tensor(np.asarray(images)))))
     if not torch.isfinite(out).all():
         raise TranslateError("the generator returned non-finite pixels (NaN or inf): the run's weights are damaged")
-    return _to_uint8(out)
+    return to_uint8_images(out)
 
 
 def translate_dataset(
