@@ -10,15 +10,25 @@
 # Usage (from the repository root, venv active): scripts/make_default_policy.sh [WORK_DIR]
 #   WORK_DIR defaults to runs/default-policy. Re-running with the same WORK_DIR skips the steps that
 #   finished (a .done-STEP marker each) and resumes an interrupted training. SEED, WORKERS, STEPS override.
+#   DOMAIN (default sim) runs the same recipe in another domain, every episode collected there: with
+#   DOMAIN=pseudo-real it is the real-only policy of 30k real grasps, the ceiling a perfect sim-to-real
+#   transfer could reach with this architecture. A policy made outside sim is exported to ASSET, which
+#   must then be given: it never replaces the shipped checkpoint.
 set -euo pipefail
 WORK=${1:-runs/default-policy}
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-2}
 STEPS=${STEPS:-6000}
-ASSET=src/rlcg/rlcg/assets/default_policy
+DOMAIN=${DOMAIN:-sim}
+SHIPPED=src/rlcg/rlcg/assets/default_policy
+ASSET=${ASSET:-$SHIPPED}
+if [ "$DOMAIN" != sim ] && [ "$ASSET" -ef "$SHIPPED" ]; then
+  echo "make_default_policy.sh: DOMAIN=$DOMAIN would replace the shipped sim policy; give ASSET=DIR for its export" >&2
+  exit 2
+fi
 mkdir -p "$WORK"
 exec > >(tee -a "$WORK/log.txt") 2>&1
-echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, $(date -u +%FT%TZ)"
+echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, domain $DOMAIN, $(date -u +%FT%TZ)"
 
 step() {  # NAME COMMAND...: runs once per WORK_DIR
   local name=$1; shift
@@ -32,7 +42,7 @@ step() {  # NAME COMMAND...: runs once per WORK_DIR
 collect() {  # NAME POLICY EPISODES SEED_OFFSET [extra collect args]
   local name=$1 policy=$2 n=$3 off=$4; shift 4
   rm -rf "$WORK/bags/$name" "$WORK/data/$name"  # an interrupted collection starts again
-  rlcg collect --policy "$policy" --episodes "$n" --seed $((SEED + off)) --workers "$WORKERS" --objects train \
+  rlcg collect --domain "$DOMAIN" --policy "$policy" --episodes "$n" --seed $((SEED + off)) --workers "$WORKERS" --objects train \
       --out "$WORK/bags/$name" "$@"
   rlcg data ingest "$WORK/bags/$name" --out "$WORK/data/$name"
 }
@@ -55,7 +65,7 @@ step onpolicy2 collect onpolicy2 "$WORK/round2" 6000 4 --explore 0.1
 step round3 train round3 $((STEPS * 4 / 3)) - cosine "${OFFLINE[@]}" "$WORK/data/onpolicy1" "$WORK/data/onpolicy2"
 echo "collection and training: $SECONDS s"
 python -c "import sys; from rlcg.rl.policy import export_policy; export_policy(*sys.argv[1:])" \
-    "$WORK/round3" "$ASSET" "made by scripts/make_default_policy.sh (seed $SEED)"
+    "$WORK/round3" "$ASSET" "made by scripts/make_default_policy.sh (seed $SEED, domain $DOMAIN)"
 for spec in "sim single" "sim multi" "pseudo-real single"; do
   set -- $spec
   rlcg eval --policy "$ASSET" --domain "$1" --bins "$2" --episodes 300 --workers "$WORKERS" --json \

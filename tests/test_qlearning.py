@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -292,6 +293,37 @@ def test_attention_prior_looks_where_the_grasp_projects(sim_config):
     # the learned correction starts at zero: the initial attention is the prior itself
     a = torch.zeros(1, 1, cfg.action_features)
     assert torch.count_nonzero(net.where(a)) == 0
+
+
+def test_make_default_policy_outside_sim_never_replaces_the_shipped_checkpoint(tmp_path):
+    """scripts/make_default_policy.sh runs its recipe in any domain; a policy made outside sim must
+    name its own export directory, and the refusal comes before any work (nothing is created)."""
+    import subprocess
+    from pathlib import Path
+
+    from rlcg.rl.policy import default_policy_path
+
+    repo = Path(__file__).resolve().parents[1]
+    shipped = default_policy_path()
+    before = {p.name: p.read_bytes() for p in shipped.iterdir() if p.is_file()}
+    for asset in (None, str(shipped)):
+        env = {**os.environ, "DOMAIN": "pseudo-real"}
+        env.pop("ASSET", None)
+        if asset:
+            env["ASSET"] = asset
+        work = tmp_path / "work"
+        proc = subprocess.run(
+            ["bash", str(repo / "scripts/make_default_policy.sh"), str(work)],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "would replace the shipped sim policy" in proc.stderr
+        assert not work.exists()
+    assert {p.name: p.read_bytes() for p in shipped.iterdir() if p.is_file()} == before
 
 
 def test_shipped_default_policy_is_small_and_grasps():
