@@ -11,9 +11,11 @@
 #   WORK_DIR defaults to runs/default-policy. Re-running with the same WORK_DIR skips the steps that
 #   finished (a .done-STEP marker each) and resumes an interrupted training. SEED, WORKERS, STEPS override.
 #   DOMAIN (default sim) runs the same recipe in another domain, every episode collected there: with
-#   DOMAIN=pseudo-real it is the real-only policy of 30k real grasps, the ceiling a perfect sim-to-real
-#   transfer could reach with this architecture. A policy made outside sim is exported to ASSET, which
-#   must then be given: it never replaces the shipped checkpoint.
+#   DOMAIN=pseudo-real it makes the real-only policy of 30k real grasps, about the most a perfect
+#   sim-to-real transfer could give this architecture on the same budget. A policy made outside sim is
+#   exported to ASSET, which must then be given: it never replaces the shipped checkpoint. In pseudo-real
+#   the final round sat on the base-rate plateau at SEED=0 and not at seed 1 (docs/results.md): its training
+#   accuracy ended at 0.65, against 0.82 when it learned; such a round wants training again at another seed.
 set -euo pipefail
 WORK=${1:-runs/default-policy}
 SEED=${SEED:-0}

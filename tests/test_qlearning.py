@@ -301,10 +301,8 @@ def test_make_default_policy_outside_sim_never_replaces_the_shipped_checkpoint(t
     import subprocess
     from pathlib import Path
 
-    from rlcg.rl.policy import default_policy_path
-
     repo = Path(__file__).resolve().parents[1]
-    shipped = default_policy_path()
+    shipped = repo / "src/rlcg/rlcg/assets/default_policy"  # the script's path, whatever the install
     before = {p.name: p.read_bytes() for p in shipped.iterdir() if p.is_file()}
     for asset in (None, str(shipped)):
         env = {**os.environ, "DOMAIN": "pseudo-real"}
