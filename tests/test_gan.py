@@ -22,7 +22,7 @@ from rlcg.gan.trainer import (
     LossWeights,
     RLCycleGANTrainer,
     load_generator,
-    lr_factor,
+    lr_factors,
     objective_changes,
     q_tail_lr_factor,
 )
@@ -110,7 +110,9 @@ class TinyTransitions:
 TINY_D = DiscriminatorConfig(width=8)
 
 
-def _trainer(tmp_path, method="rl-cyclegan", steps=3, resume=False, discriminator=TINY_D, **kw):
+def _trainer(
+    tmp_path, method="rl-cyclegan", steps=3, resume=False, discriminator=TINY_D, init_q=None, fresh_q_real=False, **kw
+):
     cfg = GanTrainConfig(
         method=method,
         steps=steps,
@@ -125,7 +127,9 @@ def _trainer(tmp_path, method="rl-cyclegan", steps=3, resume=False, discriminato
     )
     sim = WeightedSources([(TinyTransitions(0, 0), 1)])
     real = WeightedSources([(TinyTransitions(1, 100), 1)])
-    return RLCycleGANTrainer(cfg, TINY_Q, sim, real, tmp_path, device="cpu", resume=resume)
+    return RLCycleGANTrainer(
+        cfg, TINY_Q, sim, real, tmp_path, device="cpu", resume=resume, init_q=init_q, fresh_q_real=fresh_q_real
+    )
 
 
 def _grads(module: torch.nn.Module) -> set[bool]:
@@ -253,12 +257,13 @@ def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
 
 
 def test_linear_decay_holds_the_rates_for_half_the_run_then_decays_them_to_zero(tmp_path):
-    assert [lr_factor(GanTrainConfig(steps=4), s) for s in range(4)] == [1.0, 1.0, 1.0, 1.0]
+    assert [lr_factors(GanTrainConfig(steps=4), s) for s in range(4)] == [(1.0, 1.0)] * 4
     decay = GanTrainConfig(steps=4, lr_schedule="linear-decay")
-    assert [lr_factor(decay, s) for s in range(4)] == [1.0, 1.0, 1.0, 0.5]
+    assert [lr_factors(decay, s) for s in range(4)] == [(1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (0.5, 0.5)]
     t = _trainer(tmp_path, steps=4, lr_schedule="linear-decay")
     history = t.fit(progress=False)
     assert [h["lr_factor"] for h in history] == [1.0, 1.0, 1.0, 0.5]
+    assert [h["lr_factor_q"] for h in history] == [1.0, 1.0, 1.0, 0.5]
     cfg = t.cfg
     assert [g["lr"] for opt in (t.opt_g, t.opt_d, t.opt_q) for g in opt.param_groups] == [
         cfg.lr_gan * 0.5,
@@ -295,7 +300,7 @@ def test_q_tail_trains_q_real_alone_on_the_frozen_generator_with_a_cosine_rate(t
     assert [q_tail_lr_factor(t.cfg, s) for s in (2, 3, 4)] == pytest.approx(expected)
     tail = [h for h in history if "loss_generators" not in h]
     assert [h["step"] for h in tail] == [3, 4, 5]
-    assert [h["lr_factor"] for h in tail] == pytest.approx(expected)
+    assert [h["lr_factor_q"] for h in tail] == pytest.approx(expected)
     assert all(set(h) >= {"loss_rl", "loss_rl/Q_real"} and "loss_rl/Q_sim" not in h for h in tail)
     assert t.opt_q.param_groups[0]["lr"] == pytest.approx(t.cfg.lr_q * expected[-1])
     # the exported policy is the tail's Q_real
@@ -304,6 +309,94 @@ def test_q_tail_trains_q_real_alone_on_the_frozen_generator_with_a_cosine_rate(t
     assert torch.equal(exported, _params(t.nets["Q_real"]))
     with pytest.raises(ValueError, match="q_tail_steps"):
         GanTrainConfig(q_tail_steps=-1)
+
+
+def test_q_cosine_keeps_the_gan_rates_and_decays_the_q_rates_by_a_cosine(tmp_path):
+    cfg = GanTrainConfig(steps=4, lr_schedule="q-cosine")
+    expected_q = [1.0, 0.05 + 0.475 * (1 + 2**-0.5), 0.525, 0.05 + 0.475 * (1 - 2**-0.5)]
+    assert [f[0] for f in (lr_factors(cfg, s) for s in range(4))] == [1.0] * 4
+    assert [lr_factors(cfg, s)[1] for s in range(4)] == pytest.approx(expected_q)
+    t = _trainer(tmp_path, steps=4, lr_schedule="q-cosine")
+    history = t.fit(progress=False)
+    assert [h["lr_factor"] for h in history] == [1.0] * 4
+    assert [h["lr_factor_q"] for h in history] == pytest.approx(expected_q)
+    assert [g["lr"] for opt in (t.opt_g, t.opt_d) for g in opt.param_groups] == [t.cfg.lr_gan] * 2
+    assert t.opt_q.param_groups[0]["lr"] == pytest.approx(t.cfg.lr_q * expected_q[-1])
+    # like linear-decay, the cosine spans --steps: a resumed run may not stretch it
+    with pytest.raises(RlcgError, match=r"steps: 4 -> 8"):
+        _trainer(tmp_path, steps=8, resume=True, lr_schedule="q-cosine")
+
+
+def _adam_steps(opt: torch.optim.Optimizer, module: torch.nn.Module) -> set[int]:
+    return {int(opt.state[p]["step"]) for p in module.parameters()}
+
+
+def test_q_updates_per_step_give_q_real_k_updates_per_joint_step_on_the_moving_generator(tmp_path):
+    t = _trainer(tmp_path, steps=2, q_updates_per_step=3)
+    history = t.fit(progress=False)
+    nets = t.nets
+    assert _adam_steps(t.opt_g, nets["G"]) == {2}
+    assert _adam_steps(t.opt_q, nets["Q_sim"]) == {2}  # Q_sim keeps one update per joint step
+    assert _adam_steps(t.opt_q, nets["Q_real"]) == {6}
+    assert all(np.isfinite(h["loss_rl/Q_real:extra"]) for h in history)
+    assert "loss_rl/Q_real:extra" not in _trainer(tmp_path / "one", steps=1).fit(progress=False)[0]
+    # the count is part of the objective
+    with pytest.raises(RlcgError, match=r"q_updates_per_step: 3 -> 1"):
+        _trainer(tmp_path, steps=4, resume=True)
+    with pytest.raises(ValueError, match="q_updates_per_step"):
+        GanTrainConfig(q_updates_per_step=0)
+    assert (
+        objective_changes(
+            {k: v for k, v in to_dict(GanTrainConfig()).items() if k != "q_updates_per_step"}, GanTrainConfig()
+        )
+        == []
+    )
+
+
+def test_fresh_q_real_starts_q_real_from_scratch_and_q_sim_from_the_checkpoint(tmp_path):
+    from rlcg.models.qnet import QNetwork
+    from rlcg.rl.cem import CEMConfig
+    from rlcg.rl.policy import save_policy
+
+    torch.manual_seed(123)
+    init = QNetwork(TINY_Q)
+    save_policy(tmp_path / "init", init, CEMConfig())
+    warm = _trainer(tmp_path / "warm", steps=1, init_q=tmp_path / "init")
+    fresh = _trainer(tmp_path / "fresh", steps=1, init_q=tmp_path / "init", fresh_q_real=True)
+    scratch = _trainer(tmp_path / "scratch", steps=1)
+    for name in ("Q_real", "Q_sim"):
+        assert torch.equal(_params(warm.nets[name]), _params(init))
+    assert torch.equal(_params(fresh.nets["Q_sim"]), _params(init))
+    assert torch.equal(_params(fresh.nets["Q_real"]), _params(scratch.nets["Q_real"]))
+    assert not torch.equal(_params(fresh.nets["Q_real"]), _params(init))
+    with pytest.raises(RlcgError, match="fresh_q_real"):
+        _trainer(tmp_path / "no-init", steps=1, fresh_q_real=True)
+    with pytest.raises(RlcgError, match="fresh_q_real"):
+        _trainer(tmp_path / "gan", method="gan", steps=1, init_q=tmp_path / "init", fresh_q_real=True)
+
+
+def test_joint_q_options_reach_the_gan_config_and_are_refused_where_they_do_not_apply(tmp_path, capsys):
+    import argparse
+
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parser.parse_args(["--q-updates-per-step", "4", "--lr-q", "1e-3", "--lr-schedule", "q-cosine"])
+    cfg = build_gan_config(args, "rl-cyclegan", 2, 4)
+    assert (cfg.q_updates_per_step, cfg.lr_q, cfg.lr_schedule) == (4, 1e-3, "q-cosine")
+    default = build_gan_config(parser.parse_args([]), "rl-cyclegan", 2, 4)
+    assert (default.q_updates_per_step, default.lr_q) == (1, GanTrainConfig().lr_q)
+    argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--method", "sim-only", "--q-updates-per-step", "2"]) == 2
+    assert "--q-updates-per-step apply to the GAN methods" in capsys.readouterr().err
+    assert main([*argv, "--method", "gan", "--real-data", str(tmp_path), "--lr-q", "0"]) == 2
+    assert "--lr-q must be positive" in capsys.readouterr().err
+    for extra in (["--method", "rl-cyclegan"], ["--method", "cyclegan", "--init-q", "default"]):
+        assert main([*argv, *extra, "--real-data", str(tmp_path), "--fresh-q-real"]) == 2
+        assert "--fresh-q-real starts Q_sim from --init-q" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_q_tail_is_added_to_a_finished_run_on_resume_but_not_changed_once_begun(tmp_path):
@@ -447,7 +540,8 @@ DDP_SCRIPT = textwrap.dedent(
     from test_gan import _trainer
     torch.set_num_threads(1)
     out = Path(os.environ["OUT"])
-    t = _trainer(out / "run", steps=3, q_tail_steps=2)  # the tail averages Q_real's gradients by hand
+    # the tail and the further Q_real updates average Q_real's gradients by hand
+    t = _trainer(out / "run", steps=3, q_tail_steps=2, q_updates_per_step=2)
     t.fit(progress=False)
     flat = torch.cat([p.detach().flatten() for net in t.nets.values() for p in net.parameters()])
     from safetensors.torch import save_file

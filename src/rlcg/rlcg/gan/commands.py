@@ -52,6 +52,25 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="start the Q-network(s) from a policy checkpoint ('default': the shipped sim-only policy); "
         "GAN methods start both Q_real and Q_sim from it",
     )
+    p.add_argument(
+        "--fresh-q-real",
+        action="store_true",
+        help="rl-cyclegan with --init-q: only Q_sim starts from the checkpoint, Q_real from scratch",
+    )
+    p.add_argument(
+        "--q-updates-per-step",
+        type=positive_int,
+        default=1,
+        metavar="K",
+        help="GAN methods: Q_real updates per joint step; the K-1 further ones on fresh sim transitions "
+        "translated by the current G (default: 1)",
+    )
+    p.add_argument(
+        "--lr-q",
+        type=float,
+        default=None,
+        help="GAN methods: the Q-networks' Adam rate (default: 5e-4)",
+    )
     p.add_argument("--gen-width", type=positive_int, default=16, help="generator base width (default: 16)")
     p.add_argument("--gen-blocks", type=positive_int, default=4, help="generator residual blocks (default: 4)")
     p.add_argument("--disc-width", type=positive_int, default=64, help="discriminator base width (default: 64)")
@@ -63,10 +82,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--lr-schedule",
-        choices=["constant", "linear-decay"],
+        choices=["constant", "linear-decay", "q-cosine"],
         default="constant",
-        help="GAN methods: constant rates, or CycleGAN's schedule: held for the first half of --steps, then "
-        "decayed linearly to zero (default: constant)",
+        help="GAN methods: constant rates; linear-decay: CycleGAN's schedule for every rate, held for the first "
+        "half of --steps, then decayed linearly to zero; q-cosine: the GAN's rates constant, the Q-networks' "
+        "decayed by a cosine to 5%% over --steps (default: constant)",
     )
     p.add_argument(
         "--q-tail-steps",
@@ -233,12 +253,14 @@ def build_gan_config(args, method: str, steps: int, batch: int):
     from rlcg.gan.trainer import GanTrainConfig, LossWeights
     from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig
 
+    lr_q = {} if args.lr_q is None else {"lr_q": args.lr_q}
     return GanTrainConfig(
         method=method,
         steps=steps,
         batch_size=batch,
         q_batch_size=max(args.q_batch_size, batch),
         lr_schedule=args.lr_schedule,
+        q_updates_per_step=args.q_updates_per_step,
         q_tail_steps=args.q_tail_steps,
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
@@ -255,6 +277,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         channels_last=args.channels_last,
         fused_adam=args.fused_adam,
         checkpoint_every=args.checkpoint_every or 500,
+        **lr_q,
     )
 
 
@@ -277,6 +300,8 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
     prov: dict = {"provenance": provenance(seed=args.seed)}
     if args.init_q:
         prov["init_q"] = str(resolve_policy_path(args.init_q))
+    if args.fresh_q_real:
+        prov["fresh_q_real"] = True
     monitor = None
     if args.monitor_data:
         from rlcg.data.dataset import TransitionDataset
@@ -329,6 +354,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 resume=args.resume,
                 init_q=resolve_policy_path(args.init_q) if args.init_q else None,
                 provenance=prov,
+                fresh_q_real=args.fresh_q_real,
             )
             try:
                 trainer.fit(progress=progress, writer=writer, monitor=monitor)
@@ -351,6 +377,21 @@ def cmd_train(args) -> int:
     if args.method in ("sim-only", "randomized-sim") and args.lr_schedule != "constant":
         raise CommandError(
             f"--lr-schedule {args.lr_schedule} applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule"
+        )
+    if args.method in ("sim-only", "randomized-sim"):
+        given = [
+            f
+            for f, on in (("--q-updates-per-step", args.q_updates_per_step != 1), ("--lr-q", args.lr_q is not None))
+            if on
+        ]
+        if given:
+            raise CommandError(f"{' and '.join(given)} apply to the GAN methods; for Q alone use rlcg train-q --lr")
+    if args.lr_q is not None and not args.lr_q > 0:
+        raise CommandError(f"--lr-q must be positive, got {args.lr_q}")
+    if args.fresh_q_real and not (args.method == "rl-cyclegan" and args.init_q):
+        raise CommandError(
+            "--fresh-q-real starts Q_sim from --init-q and Q_real from scratch: it needs --method rl-cyclegan and "
+            "--init-q (for the other methods, leave out --init-q)"
         )
     if args.q_tail_steps < 0:
         raise CommandError(f"--q-tail-steps must be 0 or more, got {args.q_tail_steps}")

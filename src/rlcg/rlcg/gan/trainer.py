@@ -79,10 +79,16 @@ class GanTrainConfig:
     q_batch_size: int = 32  # transitions per Q update: the GAN batch plus sim samples translated without gradients
     lr_gan: float = 2e-4  # CycleGAN (Adam, betas 0.5, 0.999)
     lr_q: float = 5e-4
-    # constant, or CycleGAN's schedule for every optimizer: the rates held for the first half of
-    # the steps, then decayed linearly to zero. Constant by default: the decay lowered rl-cyclegan
-    # on the paper preset (docs/results.md)
-    lr_schedule: Literal["constant", "linear-decay"] = "constant"
+    # constant; CycleGAN's schedule for every optimizer (linear-decay): the rates held for the first
+    # half of the steps, then decayed linearly to zero; or q-cosine: the GAN's rates constant and the
+    # Q-networks' decayed by a cosine to 5% over the steps, as rlcg train-q's final round trains the
+    # shipped policy. Constant by default: the linear decay lowered rl-cyclegan on the paper preset
+    # (docs/results.md)
+    lr_schedule: Literal["constant", "linear-decay", "q-cosine"] = "constant"
+    # Q_real updates per joint step: the first on the GAN batch as always, the others on fresh sim
+    # transitions translated by the current G without gradients. More than 1 gives Q_real the
+    # shipped policy's update budget while the GAN keeps its own; G still moves between them.
+    q_updates_per_step: int = 1
     # After the joint steps, this many more steps of Q_real alone on G(x) of the frozen final G,
     # its rate decayed by a cosine to 5%, as the shipped sim-only Q was trained. 0, the default, is
     # the paper's joint training alone: on the paper preset a tail fitted G(x) better and real
@@ -117,8 +123,12 @@ class GanTrainConfig:
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
-        if self.lr_schedule not in ("constant", "linear-decay"):
-            raise ValueError(f"unknown learning-rate schedule {self.lr_schedule!r} (constant or linear-decay)")
+        if self.lr_schedule not in ("constant", "linear-decay", "q-cosine"):
+            raise ValueError(
+                f"unknown learning-rate schedule {self.lr_schedule!r} (constant, linear-decay or q-cosine)"
+            )
+        if self.q_updates_per_step < 1:
+            raise ValueError(f"q_updates_per_step must be >= 1, got {self.q_updates_per_step}")
         if self.q_tail_steps < 0:
             raise ValueError(f"q_tail_steps must be >= 0, got {self.q_tail_steps}")
         if not 0.0 < self.real_rl_share <= 1.0:
@@ -140,12 +150,15 @@ class GanTrainConfig:
         return self.method == "rl-cyclegan"
 
 
-def lr_factor(cfg: GanTrainConfig, step: int) -> float:
-    """The fraction of the base learning rates used by gradient step ``step`` (0-based)."""
+def lr_factors(cfg: GanTrainConfig, step: int) -> tuple[float, float]:
+    """The fractions of (lr_gan, lr_q) used by joint step ``step`` (0-based)."""
     if cfg.lr_schedule == "constant":
-        return 1.0
+        return 1.0, 1.0
+    if cfg.lr_schedule == "q-cosine":
+        return 1.0, cosine_rate(1.0, step, cfg.steps, QTrainConfig.final_lr_fraction)
     half = cfg.steps / 2
-    return min(1.0, (cfg.steps - step) / half)
+    factor = min(1.0, (cfg.steps - step) / half)
+    return factor, factor
 
 
 def q_tail_lr_factor(cfg: GanTrainConfig, step: int) -> float:
@@ -337,6 +350,7 @@ class RLCycleGANTrainer:
         resume: bool = False,
         init_q: str | Path | None = None,
         provenance: dict[str, Any] | None = None,
+        fresh_q_real: bool = False,
     ):
         if config.method not in GAN_METHODS:
             raise RlcgError(f"method {config.method!r} is not a GAN method ({', '.join(GAN_METHODS)})")
@@ -352,8 +366,10 @@ class RLCycleGANTrainer:
         init_weights(gens)
         init_weights(discs)
         qs = QFunctions(qnet_config, config.uses_q_sim)
+        if fresh_q_real and not (init_q is not None and config.uses_q_sim):
+            raise RlcgError("fresh_q_real starts Q_real from scratch and Q_sim from init_q: it needs both")
         if init_q is not None:
-            self._init_q(qs, init_q)
+            self._init_q(qs, init_q, q_real=not fresh_q_real)
         # Batches arrive channels_last (QNetwork.preprocess); with channels_last weights too, no
         # convolution converts layouts.
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -378,12 +394,14 @@ class RLCycleGANTrainer:
             self._resume()
 
     # ------------------------------------------------------------------ set-up
-    def _init_q(self, qs: QFunctions, path: str | Path) -> None:
-        """Start Q_real (and Q_sim) from a trained policy checkpoint (e.g. the sim-only policy)."""
+    def _init_q(self, qs: QFunctions, path: str | Path, q_real: bool = True) -> None:
+        """Start Q_sim and Q_real (unless not ``q_real``) from a trained policy checkpoint (e.g. the
+        sim-only policy). A fresh Q_real keeps Q_sim's start, which L_RL-scene needs from the first step."""
         cfg, weights, _ = load_checkpoint(path, kind="q-policy")
         if cfg["qnet"] != to_dict(qs.Q_real.config):
             raise RlcgError(f"--init-q {path}: its Q-network differs from this run's ({cfg['qnet']})")
-        qs.Q_real.load_state_dict(weights)
+        if q_real:
+            qs.Q_real.load_state_dict(weights)
         if qs.Q_sim is not None:
             qs.Q_sim.load_state_dict(weights)
 
@@ -537,10 +555,11 @@ class RLCycleGANTrainer:
     def train_step(self) -> dict[str, float]:
         cfg = self.cfg
         sim, real = self._batch(self.sim_data), self._batch(self.real_data)
-        factor = lr_factor(cfg, self.step)
-        for opt, lr in ((self.opt_g, cfg.lr_gan), (self.opt_d, cfg.lr_gan), (self.opt_q, cfg.lr_q)):
+        gan_factor, q_factor = lr_factors(cfg, self.step)
+        for opt, lr in ((self.opt_g, cfg.lr_gan * gan_factor), (self.opt_d, cfg.lr_gan * gan_factor)):
             for group in opt.param_groups:
-                group["lr"] = lr * factor
+                group["lr"] = lr
+        self._set_q_rate(q_factor)
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
 
         with autocast:
@@ -563,21 +582,36 @@ class RLCycleGANTrainer:
         self.opt_q.step()
         polyak_update(self.q_targets, _unwrap(self.qs), cfg.polyak)
         stats["loss_rl"] = float(q_loss.detach())
-        stats["lr_factor"] = factor
+        stats["lr_factor"] = gan_factor
+        stats["lr_factor_q"] = q_factor
         stats.update({f"loss_rl/{k}": float(v.detach()) for k, v in parts.items()})
+        if cfg.q_updates_per_step > 1:
+            extra = [self._q_real_update()[0] for _ in range(cfg.q_updates_per_step - 1)]
+            stats["loss_rl/Q_real:extra"] = float(np.mean(extra))
         self.step += 1
         x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
         self._last = {"x": x, "y": y, **{k: v.detach() for k, v in out.items()}}
         return stats
 
     def q_tail_step(self) -> dict[str, float]:
-        """One step of the Q tail (GanTrainConfig.q_tail_steps): Q_real's TD loss on q_batch_size sim
-        transitions translated by the final, frozen G (and on real transitions with real_rl). Nothing
-        else is updated: Q_sim and F do not shape the policy once the generators stop."""
-        cfg = self.cfg
-        factor = q_tail_lr_factor(cfg, self.step)
+        """One step of the Q tail (GanTrainConfig.q_tail_steps): one Q_real update on the final,
+        frozen G, its rate on the tail's cosine. Q_sim and F do not shape the policy once the
+        generators stop, so nothing else learns."""
+        factor = q_tail_lr_factor(self.cfg, self.step)
+        self._set_q_rate(factor)
+        loss, parts = self._q_real_update()
+        self.step += 1
+        return {"loss_rl": loss, "lr_factor_q": factor, **{f"loss_rl/{k}": v for k, v in parts.items()}}
+
+    def _set_q_rate(self, factor: float) -> None:
         for group in self.opt_q.param_groups:
-            group["lr"] = cfg.lr_q * factor
+            group["lr"] = self.cfg.lr_q * factor
+
+    def _q_real_update(self) -> tuple[float, dict[str, float]]:
+        """One update of Q_real alone: its TD loss on q_batch_size sim transitions translated by the
+        current G without gradients (and on real transitions with real_rl). Nothing else moves: the
+        Q tail and the further updates of q_updates_per_step use it."""
+        cfg = self.cfg
         sim = self._batch(self.sim_data, cfg.q_batch_size)
         real = self._batch(self.real_data, cfg.q_batch_size) if cfg.real_rl else None
         qs = _unwrap(self.qs)
@@ -592,12 +626,7 @@ class RLCycleGANTrainer:
         self.dist.average_gradients(qs.Q_real)  # outside DDP's forward, so averaged by hand
         self.opt_q.step()
         polyak_update(self.q_targets, qs, cfg.polyak)
-        self.step += 1
-        return {
-            "loss_rl": float(loss.detach()),
-            "lr_factor": factor,
-            **{f"loss_rl/{k}": float(v.detach()) for k, v in parts.items()},
-        }
+        return float(loss.detach()), {k: float(v.detach()) for k, v in parts.items()}
 
     def _td_terms(
         self, sim, real, translated, q_real_only: bool = False
@@ -721,7 +750,13 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
     as that version's behaviour: runs from before ``rl_scene_trains_q`` kept the Q-networks out of
     L_RL-scene, and runs from before ``lr_schedule`` had constant rates. A decaying schedule spans
     the run's steps, so with one the step count is part of the objective too."""
-    saved = {"rl_scene_trains_q": False, "lr_schedule": "constant", "real_rl_share": 0.5, **saved}
+    saved = {
+        "rl_scene_trains_q": False,
+        "lr_schedule": "constant",
+        "real_rl_share": 0.5,
+        "q_updates_per_step": 1,
+        **saved,
+    }
     now = to_dict(config)
 
     def flat(d: dict, prefix: str = "") -> dict:
