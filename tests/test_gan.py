@@ -227,8 +227,8 @@ def test_every_gan_method_trains_and_exports_a_policy(tmp_path, method):
 
 @pytest.mark.parametrize(
     "opts",
-    [{}, dict(channels_last=True, fused_adam=True), dict(lr_schedule="linear-decay")],
-    ids=["plain", "channels_last+fused_adam", "linear-decay"],
+    [{}, dict(channels_last=True, fused_adam=True), dict(lr_schedule="linear-decay"), dict(q_real_average_from=1)],
+    ids=["plain", "channels_last+fused_adam", "linear-decay", "q-real-average"],
 )
 def test_resume_after_a_kill(tmp_path, opts):
     # with the hot-path options the Adam moments must get the weights' memory layout back on loading;
@@ -242,9 +242,11 @@ def test_resume_after_a_kill(tmp_path, opts):
     resumed = _trainer(tmp_path / "b", steps=4, resume=True, **opts)
     assert resumed.step == 2
     resumed.fit(progress=False)
-    for name in ("G", "F", "D_Y", "Q_real", "Q_sim"):
+    assert resumed.nets.keys() == straight.nets.keys()
+    for name in straight.nets:
         for p, q in zip(straight.nets[name].parameters(), resumed.nets[name].parameters()):
             assert torch.allclose(p, q, atol=1e-5), name
+    assert resumed.q_real_averaged == straight.q_real_averaged
 
 
 def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
@@ -373,6 +375,92 @@ def test_fresh_q_real_starts_q_real_from_scratch_and_q_sim_from_the_checkpoint(t
         _trainer(tmp_path / "no-init", steps=1, fresh_q_real=True)
     with pytest.raises(RlcgError, match="fresh_q_real"):
         _trainer(tmp_path / "gan", method="gan", steps=1, init_q=tmp_path / "init", fresh_q_real=True)
+
+
+def test_q_real_average_exports_the_mean_of_q_real_s_weights_after_each_step_past_its_start(tmp_path):
+    from rlcg.gan.trainer import load_run
+    from rlcg.rl.checkpoint import load_checkpoint
+    from rlcg.rl.policy import load_policy
+
+    t = _trainer(tmp_path, steps=4, q_real_average_from=1)
+    after_step = []
+    train_step = t.train_step
+
+    def recorded_step():
+        stats = train_step()
+        after_step.append(_params(t.nets["Q_real"]))
+        return stats
+
+    t.train_step = recorded_step
+    t.fit(progress=False)
+    expected = torch.stack(after_step[1:]).mean(0)  # the weights after steps 2, 3 and 4
+    assert t.q_real_averaged == 3
+    assert torch.allclose(_params(t.nets["Q_real_average"]), expected, atol=1e-6)
+    assert not torch.allclose(expected, after_step[-1], atol=1e-6)
+    policy = load_policy(tmp_path / "policy")
+    assert torch.equal(torch.cat([p.detach().flatten() for p in policy.qnet.parameters()]), _params(t.q_real_average))
+    assert load_checkpoint(tmp_path / "policy", kind="q-policy")[0]["training"]["q_real_average"] == {
+        "from_step": 1,
+        "weights": 3,
+    }
+    assert torch.equal(_params(load_run(tmp_path).Q_real), _params(t.q_real_average))
+    # before its start the run exports, and load_run reads, Q_real itself
+    early = _trainer(tmp_path / "early", steps=2, q_real_average_from=1)
+    early.train_step()
+    early.save()
+    assert early.q_real_averaged == 0
+    assert torch.equal(_params(load_run(tmp_path / "early").Q_real), _params(early.nets["Q_real"]))
+    assert "q_real_average" not in load_checkpoint(tmp_path / "early" / "policy", kind="q-policy")[0]["training"]
+    # what is exported is part of the objective; runs from before the setting resume without it
+    with pytest.raises(RlcgError, match=r"q_real_average_from: 1 -> 2"):
+        _trainer(tmp_path, steps=6, resume=True, q_real_average_from=2)
+    saved = {k: v for k, v in to_dict(GanTrainConfig()).items() if k != "q_real_average_from"}
+    assert objective_changes(saved, GanTrainConfig()) == []
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match=r"q_real_average_from must be a step in \[0, 4\)"):
+            GanTrainConfig(steps=3, q_tail_steps=1, q_real_average_from=bad)
+
+
+def test_q_real_average_option_reaches_the_gan_config_and_is_refused_where_it_does_not_apply(tmp_path, capsys):
+    import argparse
+
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    cfg = build_gan_config(parser.parse_args(["--q-real-average-from", "1"]), "cyclegan", 2, 4)
+    assert cfg.q_real_average_from == 1
+    assert build_gan_config(parser.parse_args([]), "cyclegan", 2, 4).q_real_average_from is None
+    argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
+    assert main([*argv, "--method", "sim-only", "--q-real-average-from", "1"]) == 2
+    assert "--q-real-average-from applies to the GAN methods" in capsys.readouterr().err
+    gan = [*argv, "--method", "gan", "--real-data", str(tmp_path), "--steps", "10"]
+    assert main([*gan, "--q-real-average-from", "10"]) == 2
+    assert "--q-real-average-from must be a step from 0 to 9 (the run has 10)" in capsys.readouterr().err
+    assert main([*gan, "--q-tail-steps", "5", "--q-real-average-from", "15"]) == 2
+    assert "from 0 to 14" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_export_q_writes_any_q_network_of_a_run_as_a_policy_and_refuses_what_the_run_lacks(tmp_path, capsys):
+    from rlcg.cli import main
+    from rlcg.rl.policy import load_policy
+
+    t = _trainer(tmp_path / "run", steps=2)
+    t.fit(progress=False)
+    for name, net in (("Q_real_target", t.q_targets.Q_real), ("Q_sim", t.nets["Q_sim"])):
+        assert main(["export-q", str(tmp_path / "run"), "--net", name, "--out", str(tmp_path / name)]) == 0
+        exported = load_policy(tmp_path / name).qnet
+        assert torch.equal(torch.cat([p.detach().flatten() for p in exported.parameters()]), _params(net)), name
+    assert not torch.equal(_params(t.q_targets.Q_real), _params(t.nets["Q_real"]))
+    assert main(["export-q", str(tmp_path / "run"), "--net", "Q_sim", "--out", str(tmp_path / "Q_sim")]) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert main(["export-q", str(tmp_path / "run"), "--net", "Q_real_average", "--out", str(tmp_path / "a")]) == 2
+    assert "holds no Q_real_average (it holds Q_real, Q_real_target, Q_sim, Q_sim_target)" in capsys.readouterr().err
+    assert main(["export-q", str(tmp_path / "run"), "--net", "G", "--out", str(tmp_path / "g")]) == 2
+    assert "unknown Q-network 'G'" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "g").exists()
 
 
 def test_joint_q_options_reach_the_gan_config_and_are_refused_where_they_do_not_apply(tmp_path, capsys):

@@ -96,6 +96,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="GAN methods: after --steps, N more Q updates with the generators frozen, Q's rate decayed by a "
         "cosine to 5%% (default: 0, the paper's joint training alone); --resume adds one to a finished run",
     )
+    p.add_argument(
+        "--q-real-average-from",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="GAN methods: export Q_real as the mean of its weights after each step past STEP (stochastic "
+        "weight averaging) instead of its last weights (default: off)",
+    )
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
     p.add_argument("--lambda-gan", type=float, default=1.0)
@@ -206,6 +214,24 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_translate)
 
+    p = sub.add_parser(
+        "export-q",
+        help="write one Q-network of a GAN run (Q_real, its Polyak target, Q_sim, ...) as a policy checkpoint",
+        description="Write one Q-network of a gan, cyclegan or rl-cyclegan run's last checkpoint as a policy "
+        "checkpoint that rlcg eval, rlcg sim and the ROS policy node load. RUN/policy is always the run's exported "
+        "Q_real (its weight average with --q-real-average-from); this reads the others: Q_real_target, the Polyak "
+        "average (rate 0.995) that the TD targets use; Q_sim and Q_sim_target (rl-cyclegan); Q_real itself.",
+    )
+    p.add_argument("run", metavar="RUN", help="a gan, cyclegan or rl-cyclegan run directory")
+    p.add_argument(
+        "--net",
+        required=True,
+        metavar="NAME",
+        help="the Q-network to export: Q_real, Q_real_target, Q_real_average, Q_sim or Q_sim_target",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="policy directory (must not exist, or be empty)")
+    p.set_defaults(handler=cmd_export_q)
+
 
 def register_bench(bench_sub) -> None:
     p = bench_sub.add_parser(
@@ -262,6 +288,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         lr_schedule=args.lr_schedule,
         q_updates_per_step=args.q_updates_per_step,
         q_tail_steps=args.q_tail_steps,
+        q_real_average_from=args.q_real_average_from,
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
         weights=LossWeights(
@@ -399,6 +426,15 @@ def cmd_train(args) -> int:
         raise CommandError(
             "--q-tail-steps applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule cosine"
         )
+    if args.q_real_average_from is not None:
+        if args.method in ("sim-only", "randomized-sim"):
+            raise CommandError("--q-real-average-from applies to the GAN methods (it averages Q_real)")
+        total = (args.steps or 2000) + args.q_tail_steps
+        if not 0 <= args.q_real_average_from < total:
+            raise CommandError(
+                f"--q-real-average-from must be a step from 0 to {total - 1} (the run has {total}), "
+                f"got {args.q_real_average_from}"
+            )
     policy = train_method(
         args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
     )
@@ -443,6 +479,14 @@ def cmd_translate(args) -> int:
         f"translate: {result['episodes']} episodes ({result['transitions']} transitions) of {args.data} "
         f"translated by {result['generator']} of {args.run} ({result['method']}) into {result['out']}"
     )
+    return 0
+
+
+def cmd_export_q(args) -> int:
+    from rlcg.gan.trainer import export_q
+
+    path = export_q(args.run, args.net, args.out)
+    print(f"export-q: {args.net} of {args.run} written to {path}")
     return 0
 
 

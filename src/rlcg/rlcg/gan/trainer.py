@@ -94,6 +94,10 @@ class GanTrainConfig:
     # the paper's joint training alone: on the paper preset a tail fitted G(x) better and real
     # images worse, and lost 4 points (docs/results.md).
     q_tail_steps: int = 0
+    # Export Q_real as the uniform average of its weights after every step from this one on
+    # (stochastic weight averaging), instead of its last weights. With G moving, the average
+    # spans Q_reals fitted to many translations. None, the default, exports the last weights.
+    q_real_average_from: int | None = None
     gan_objective: Literal["lsgan", "bce"] = "lsgan"
     cycle_distance: Literal["mse", "l1"] = "mse"  # the paper's d
     td_distance: Literal["mse", "bce"] = "bce"
@@ -133,6 +137,11 @@ class GanTrainConfig:
             raise ValueError(f"q_tail_steps must be >= 0, got {self.q_tail_steps}")
         if not 0.0 < self.real_rl_share <= 1.0:
             raise ValueError(f"real_rl_share must be in (0, 1], got {self.real_rl_share}")
+        total = self.steps + self.q_tail_steps
+        if self.q_real_average_from is not None and not 0 <= self.q_real_average_from < total:
+            raise ValueError(
+                f"q_real_average_from must be a step in [0, {total}) (the run's steps), got {self.q_real_average_from}"
+            )
 
     @property
     def td_weights(self) -> dict[str, float] | None:
@@ -377,6 +386,11 @@ class RLCycleGANTrainer:
         self.discs = self.dist.wrap(discs.to(self.device, memory_format=fmt))
         self.qs = self.dist.wrap(qs.to(self.device, memory_format=fmt))
         self.q_targets = copy.deepcopy(_unwrap(self.qs)).eval()
+        # SWA of Q_real (q_real_average_from): the running mean of its weights and how many it holds
+        self.q_real_average = (
+            copy.deepcopy(_unwrap(self.qs).Q_real).eval() if config.q_real_average_from is not None else None
+        )
+        self.q_real_averaged = 0
         betas = (0.5, 0.999)
         fused = True if config.fused_adam else None  # None: PyTorch's default (for-loop on CPU, foreach on CUDA)
         self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=config.lr_gan, betas=betas, fused=fused)
@@ -413,7 +427,28 @@ class RLCycleGANTrainer:
             nets.update(F=g.F, D_X=d.D_X)
         if q.Q_sim is not None:
             nets.update(Q_sim=q.Q_sim, Q_sim_target=self.q_targets.Q_sim)
+        if self.q_real_average is not None:
+            nets["Q_real_average"] = self.q_real_average
         return nets
+
+    @property
+    def policy_q(self) -> QNetwork:
+        """The Q-network exported as the policy: Q_real's weight average once it holds any, else Q_real."""
+        if self.q_real_average is not None and self.q_real_averaged > 0:
+            return self.q_real_average
+        return _unwrap(self.qs).Q_real
+
+    @torch.no_grad()
+    def _step_done(self) -> None:
+        """Count the step; past q_real_average_from, fold Q_real's weights into their uniform average
+        (every rank holds the same weights, so every rank holds the same average)."""
+        self.step += 1
+        start = self.cfg.q_real_average_from
+        if start is None or self.step <= start:
+            return
+        self.q_real_averaged += 1
+        for avg, now in zip(self.q_real_average.parameters(), _unwrap(self.qs).Q_real.parameters()):
+            avg.add_(now.detach() - avg, alpha=1.0 / self.q_real_averaged)
 
     def _weights(self) -> dict[str, torch.Tensor]:
         return {f"{name}.{k}": v for name, net in self.nets.items() for k, v in net.state_dict().items()}
@@ -428,6 +463,7 @@ class RLCycleGANTrainer:
             "torch_generator": self.generator.get_state(),
             "history": self.history,
             "pools": {k: pool.state() for k, pool in self.pools.items()},
+            "q_real_averaged": self.q_real_averaged,
         }
 
     def _resume(self) -> None:
@@ -460,6 +496,7 @@ class RLCycleGANTrainer:
             pool.load_state(state["pools"][k])
         self.step = int(state["step"])
         self.history = list(state["history"])
+        self.q_real_averaged = int(state.get("q_real_averaged", 0))
 
     def save(self) -> None:
         """The full training checkpoint and the exported Q_real policy (rank 0 only)."""
@@ -472,12 +509,10 @@ class RLCycleGANTrainer:
             **self.provenance,
         }
         save_checkpoint(self.out / "checkpoint", CHECKPOINT_KIND, config, self._weights(), self._train_state())
-        save_policy(
-            self.out / "policy",
-            _unwrap(self.qs).Q_real,
-            self.cfg.target_cem,
-            extra={"training": {"method": self.cfg.method, "steps_done": self.step, **self.provenance}},
-        )
+        training = {"method": self.cfg.method, "steps_done": self.step, **self.provenance}
+        if self.policy_q is self.q_real_average:
+            training["q_real_average"] = {"from_step": self.cfg.q_real_average_from, "weights": self.q_real_averaged}
+        save_policy(self.out / "policy", self.policy_q, self.cfg.target_cem, extra={"training": training})
 
     # ------------------------------------------------------------------ one step
     def _batch(self, data: WeightedSources, size: int | None = None) -> dict[str, torch.Tensor]:
@@ -588,7 +623,7 @@ class RLCycleGANTrainer:
         if cfg.q_updates_per_step > 1:
             extra = [self._q_real_update()[0] for _ in range(cfg.q_updates_per_step - 1)]
             stats["loss_rl/Q_real:extra"] = float(np.mean(extra))
-        self.step += 1
+        self._step_done()
         x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
         self._last = {"x": x, "y": y, **{k: v.detach() for k, v in out.items()}}
         return stats
@@ -600,7 +635,7 @@ class RLCycleGANTrainer:
         factor = q_tail_lr_factor(self.cfg, self.step)
         self._set_q_rate(factor)
         loss, parts = self._q_real_update()
-        self.step += 1
+        self._step_done()
         return {"loss_rl": loss, "lr_factor_q": factor, **{f"loss_rl/{k}": v for k, v in parts.items()}}
 
     def _set_q_rate(self, factor: float) -> None:
@@ -754,6 +789,7 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
         "rl_scene_trains_q": False,
         "lr_schedule": "constant",
         "real_rl_share": 0.5,
+        "q_real_average_from": None,
         "q_updates_per_step": 1,
         **saved,
     }
@@ -792,7 +828,8 @@ def with_method(cfg: GanTrainConfig, method: str) -> GanTrainConfig:
 @dataclass
 class TrainedRun:
     """A GAN run's trained networks, for analysis (eval mode, on the CPU); F and Q_sim are None
-    where the method has none."""
+    where the method has none. Q_real is the network the run exports as its policy: the weight
+    average once a run with q_real_average_from has taken one."""
 
     config: GanTrainConfig
     G: ResnetGenerator
@@ -807,6 +844,7 @@ def load_run(run: str | Path) -> TrainedRun:
     cfg, weights, _ = load_checkpoint(Path(run) / "checkpoint", kind=CHECKPOINT_KIND)
     train = config_from_dict(cfg["train"])
     qcfg = from_dict(QNetConfig, cfg["qnet"], "qnet config")
+    averaged = train.q_real_average_from is not None and int(cfg.get("steps_done", 0)) > train.q_real_average_from
 
     def net(name: str, module: nn.Module) -> nn.Module:
         module.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
@@ -816,7 +854,7 @@ def load_run(run: str | Path) -> TrainedRun:
         config=train,
         G=net("G", ResnetGenerator(train.generator)),
         F=net("F", ResnetGenerator(train.generator)) if train.uses_f else None,
-        Q_real=net("Q_real", QNetwork(qcfg)),
+        Q_real=net("Q_real_average" if averaged else "Q_real", QNetwork(qcfg)),
         Q_sim=net("Q_sim", QNetwork(qcfg)) if train.uses_q_sim else None,
         init_q=cfg.get("init_q"),
     )
@@ -829,3 +867,28 @@ def load_generator(run: str | Path, name: str = "G") -> ResnetGenerator:
     if generator is None:
         raise RlcgError(f"{run}: a {trained.config.method} run has no {name}")
     return generator
+
+
+# The Q-networks a run's checkpoint may hold, in the names it stores them under.
+RUN_Q_NETWORKS = ("Q_real", "Q_real_target", "Q_real_average", "Q_sim", "Q_sim_target")
+
+
+def export_q(run: str | Path, name: str, out: str | Path) -> Path:
+    """Write one Q-network of a GAN run's last checkpoint as a policy checkpoint at ``out``: for
+    example Q_real_target (the Polyak average the TD targets use) or Q_sim, to evaluate it like the
+    exported Q_real. ``out`` must not hold anything yet."""
+    if name not in RUN_Q_NETWORKS:
+        raise RlcgError(f"unknown Q-network {name!r} (one of {', '.join(RUN_Q_NETWORKS)})")
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RlcgError(f"{out}: already exists and is not empty; choose another output directory")
+    cfg, weights, _ = load_checkpoint(Path(run) / "checkpoint", kind=CHECKPOINT_KIND)
+    own = {k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")}
+    if not own:
+        held = sorted({k.split(".")[0] for k in weights} & set(RUN_Q_NETWORKS))
+        raise RlcgError(f"{run}: this {cfg['train']['method']} run holds no {name} (it holds {', '.join(held)})")
+    train = config_from_dict(cfg["train"])
+    qnet = QNetwork(from_dict(QNetConfig, cfg["qnet"], "qnet config"))
+    qnet.load_state_dict(own)
+    training = {"method": train.method, "steps_done": cfg.get("steps_done"), "exported": name, "run": str(run)}
+    return save_policy(out, qnet, train.target_cem, extra={"training": training})
