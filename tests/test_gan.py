@@ -378,7 +378,7 @@ def test_fresh_q_real_starts_q_real_from_scratch_and_q_sim_from_the_checkpoint(t
 
 
 def test_q_real_average_exports_the_mean_of_q_real_s_weights_after_each_step_past_its_start(tmp_path):
-    from rlcg.gan.trainer import load_run
+    from rlcg.gan.trainer import export_q, load_run
     from rlcg.rl.checkpoint import load_checkpoint
     from rlcg.rl.policy import load_policy
 
@@ -411,6 +411,10 @@ def test_q_real_average_exports_the_mean_of_q_real_s_weights_after_each_step_pas
     assert early.q_real_averaged == 0
     assert torch.equal(_params(load_run(tmp_path / "early").Q_real), _params(early.nets["Q_real"]))
     assert "q_real_average" not in load_checkpoint(tmp_path / "early" / "policy", kind="q-policy")[0]["training"]
+    with pytest.raises(RlcgError, match="starts after step 1; the checkpoint is at step 1 and holds none yet"):
+        export_q(tmp_path / "early", "Q_real_average", tmp_path / "none")
+    export_q(tmp_path, "Q_real_average", tmp_path / "average")
+    assert torch.equal(_params(load_policy(tmp_path / "average").qnet), _params(t.q_real_average))
     # what is exported is part of the objective; runs from before the setting resume without it
     with pytest.raises(RlcgError, match=r"q_real_average_from: 1 -> 2"):
         _trainer(tmp_path, steps=6, resume=True, q_real_average_from=2)

@@ -94,7 +94,7 @@ class GanTrainConfig:
     # the paper's joint training alone: on the paper preset a tail fitted G(x) better and real
     # images worse, and lost 4 points (docs/results.md).
     q_tail_steps: int = 0
-    # Export Q_real as the uniform average of its weights after every step from this one on
+    # Export Q_real as the uniform average of its weights after each step past this one
     # (stochastic weight averaging), instead of its last weights. With G moving, the average
     # spans Q_reals fitted to many translations. None, the default, exports the last weights.
     q_real_average_from: int | None = None
@@ -888,6 +888,12 @@ def export_q(run: str | Path, name: str, out: str | Path) -> Path:
         held = sorted({k.split(".")[0] for k in weights} & set(RUN_Q_NETWORKS))
         raise RlcgError(f"{run}: this {cfg['train']['method']} run holds no {name} (it holds {', '.join(held)})")
     train = config_from_dict(cfg["train"])
+    steps_done = int(cfg.get("steps_done", 0))
+    if name == "Q_real_average" and steps_done <= train.q_real_average_from:
+        raise RlcgError(
+            f"{run}: its Q_real average starts after step {train.q_real_average_from}; the checkpoint is at "
+            f"step {steps_done} and holds none yet"
+        )
     qnet = QNetwork(from_dict(QNetConfig, cfg["qnet"], "qnet config"))
     qnet.load_state_dict(own)
     training = {"method": train.method, "steps_done": cfg.get("steps_done"), "exported": name, "run": str(run)}
