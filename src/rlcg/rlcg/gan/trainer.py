@@ -386,11 +386,10 @@ class RLCycleGANTrainer:
         self.discs = self.dist.wrap(discs.to(self.device, memory_format=fmt))
         self.qs = self.dist.wrap(qs.to(self.device, memory_format=fmt))
         self.q_targets = copy.deepcopy(_unwrap(self.qs)).eval()
-        # SWA of Q_real (q_real_average_from): the running mean of its weights and how many it holds
+        # SWA of Q_real (q_real_average_from): the running mean of its weights
         self.q_real_average = (
             copy.deepcopy(_unwrap(self.qs).Q_real).eval() if config.q_real_average_from is not None else None
         )
-        self.q_real_averaged = 0
         betas = (0.5, 0.999)
         fused = True if config.fused_adam else None  # None: PyTorch's default (for-loop on CPU, foreach on CUDA)
         self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=config.lr_gan, betas=betas, fused=fused)
@@ -432,9 +431,15 @@ class RLCycleGANTrainer:
         return nets
 
     @property
+    def q_real_averaged(self) -> int:
+        """How many of Q_real's weights the average holds: one per step past q_real_average_from."""
+        start = self.cfg.q_real_average_from
+        return 0 if start is None else max(0, self.step - start)
+
+    @property
     def policy_q(self) -> QNetwork:
         """The Q-network exported as the policy: Q_real's weight average once it holds any, else Q_real."""
-        if self.q_real_average is not None and self.q_real_averaged > 0:
+        if self.q_real_averaged > 0:
             return self.q_real_average
         return _unwrap(self.qs).Q_real
 
@@ -443,10 +448,8 @@ class RLCycleGANTrainer:
         """Count the step; past q_real_average_from, fold Q_real's weights into their uniform average
         (every rank holds the same weights, so every rank holds the same average)."""
         self.step += 1
-        start = self.cfg.q_real_average_from
-        if start is None or self.step <= start:
+        if self.q_real_averaged == 0:
             return
-        self.q_real_averaged += 1
         for avg, now in zip(self.q_real_average.parameters(), _unwrap(self.qs).Q_real.parameters()):
             avg.add_(now.detach() - avg, alpha=1.0 / self.q_real_averaged)
 
@@ -463,7 +466,6 @@ class RLCycleGANTrainer:
             "torch_generator": self.generator.get_state(),
             "history": self.history,
             "pools": {k: pool.state() for k, pool in self.pools.items()},
-            "q_real_averaged": self.q_real_averaged,
         }
 
     def _resume(self) -> None:
@@ -496,7 +498,6 @@ class RLCycleGANTrainer:
             pool.load_state(state["pools"][k])
         self.step = int(state["step"])
         self.history = list(state["history"])
-        self.q_real_averaged = int(state.get("q_real_averaged", 0))
 
     def save(self) -> None:
         """The full training checkpoint and the exported Q_real policy (rank 0 only)."""
