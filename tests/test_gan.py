@@ -25,6 +25,7 @@ from rlcg.gan.trainer import (
     lr_factors,
     objective_changes,
     q_tail_lr_factor,
+    to_gan_range,
 )
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig
 from rlcg.models.qnet import QNetConfig
@@ -82,6 +83,14 @@ def test_cycle_and_gan_losses_on_hand_made_cases():
     assert float(losses.gan_generator_loss(torch.full((4,), 20.0), "bce")) < 1e-6
     with pytest.raises(ValueError):
         losses.gan_generator_loss(ones, "wgan")
+
+
+def test_identity_loss_on_hand_made_cases():
+    x, y = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    assert losses.identity_loss(y, y, x, x) == 0  # generators that leave their own domain alone
+    assert float(losses.identity_loss(y, y + 0.5, x, x)) == pytest.approx(0.25)
+    assert float(losses.identity_loss(y, y, x, x - 0.5, kind="l1")) == pytest.approx(0.5)
+    assert float(losses.identity_loss(y, y + 0.5)) == pytest.approx(0.25)  # gan: G's term alone
 
 
 # ---------------------------------------------------------------------- tiny data
@@ -162,6 +171,34 @@ def test_gradients_reach_exactly_the_documented_parameters(tmp_path):
     assert True in _grads(nets["Q_sim"]) and True in _grads(nets["Q_real"])
     for frozen in ("G", "F", "D_X", "D_Y"):  # L_RL works on detached translations
         assert _grads(nets[frozen]) == {False}, frozen
+
+
+@pytest.mark.parametrize("method", ["gan", "rl-cyclegan"])
+def test_identity_term_is_off_by_default_and_adds_its_weighted_loss_to_the_generators_only(tmp_path, method):
+    plain = _trainer(tmp_path / "plain", method=method)
+    sim, real = plain._batch(plain.sim_data), plain._batch(plain.real_data)
+    _, out, stats = plain.generator_loss(sim, real)
+    assert "G(y)" not in out and "loss_identity" not in stats  # no extra generator passes when off
+
+    t = _trainer(tmp_path / "idt", method=method, weights=LossWeights(identity=5.0))
+    t.gens.load_state_dict(plain.gens.state_dict())
+    sim, real = t._batch(t.sim_data), t._batch(t.real_data)
+    g_loss, out, stats = t.generator_loss(sim, real)
+    x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
+    expected = losses.image_distance(t.gens.G(y), y) + (
+        losses.image_distance(t.gens.F(x), x) if method == "rl-cyclegan" else 0
+    )
+    assert stats["loss_identity"] == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert stats["loss_identity"] > 0
+    without = stats["loss_generators"] - 5.0 * stats["loss_identity"]
+    t.gens.zero_grad(set_to_none=True)
+    g_loss.backward()
+    for frozen in ("D_Y", "Q_real"):
+        assert _grads(t.nets[frozen]) == {False}, frozen
+    assert _grads(t.nets["G"]) == {True}
+    # the other terms are those of the run without the identity term, on the same batch and weights
+    _, _, plain_stats = plain.generator_loss(sim, real)
+    assert without == pytest.approx(plain_stats["loss_generators"], rel=1e-4)
 
 
 def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_path):

@@ -111,6 +111,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lambda-rl-scene", type=float, default=1.0)
     p.add_argument("--lambda-rl", type=float, default=1.0)
     p.add_argument(
+        "--lambda-identity",
+        type=float,
+        default=0.0,
+        help="GAN methods: weight of CycleGAN's identity term d(G(y), y) + d(F(x), x), with --cycle-loss's d "
+        "(default: 0, off, as in the RL-CycleGAN paper; CycleGAN uses half of --lambda-cycle)",
+    )
+    p.add_argument(
         "--rl-scene-trains-q",
         action=argparse.BooleanOptionalAction,
         default=False,
@@ -292,7 +299,11 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
         weights=LossWeights(
-            gan=args.lambda_gan, cycle=args.lambda_cycle, rl_scene=args.lambda_rl_scene, rl=args.lambda_rl
+            gan=args.lambda_gan,
+            cycle=args.lambda_cycle,
+            rl_scene=args.lambda_rl_scene,
+            rl=args.lambda_rl,
+            identity=args.lambda_identity,
         ),
         real_rl=args.real_rl,
         real_rl_share=args.real_rl_share,

@@ -53,6 +53,21 @@ def cycle_loss(
     return image_distance(x_cycled, x, kind) + image_distance(y_cycled, y, kind)
 
 
+def identity_loss(
+    y: torch.Tensor,
+    g_of_y: torch.Tensor,
+    x: torch.Tensor | None = None,
+    f_of_x: torch.Tensor | None = None,
+    kind: str = "mse",
+) -> torch.Tensor:
+    """CycleGAN's L_identity(G, F) = E_y d(G(y), y) + E_x d(F(x), x): a generator fed an image of its
+    own output domain should leave it alone. Without F (the gan method) only the G term."""
+    loss = image_distance(g_of_y, y, kind)
+    if f_of_x is not None:
+        loss = loss + image_distance(f_of_x, x, kind)
+    return loss
+
+
 @dataclass
 class SixQ:
     """The six Q-values of the RL-scene consistency loss, for sim (x) and real (y) samples."""

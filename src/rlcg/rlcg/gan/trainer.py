@@ -6,6 +6,7 @@ Which parameters each loss updates (docs/method.md explains why):
     L_GAN(G, D_Y), L_GAN(F, D_X)    G, F             D_Y, D_X (frozen in the generator step)
       (discriminator side)          D_Y, D_X         -
     L_cyc(G, F)                     G, F             -
+    L_identity(G, F) (option)       G, F             -
     L_RL-scene, generator step      G, F             Q_sim, Q_real (frozen there)
     L_RL-scene, Q step (option)     Q_sim, Q_real    - (translated images are detached)
     L_RL(Q)                         Q_sim, Q_real    - (translated images are detached)
@@ -61,6 +62,7 @@ GAN_METHODS = ("gan", "cyclegan", "rl-cyclegan")
 Q_ONLY_METHODS = ("sim-only", "randomized-sim")
 METHODS = Q_ONLY_METHODS + GAN_METHODS
 CHECKPOINT_KIND = "rl-cyclegan"
+SCENE_IMAGES = ("G(x)", "F(G(x))", "F(y)", "G(F(y))")  # the translations L_RL-scene's six Q-values see
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,9 @@ class LossWeights:
     cycle: float = 10.0  # CycleGAN's lambda = 10
     rl_scene: float = 1.0  # not published; 1 beat 10 in pseudo-real (docs/method.md, docs/results.md)
     rl: float = 1.0
+    # CycleGAN's identity term, d(G(y), y) + d(F(x), x); not in the RL-CycleGAN paper, so off (0).
+    # CycleGAN weighs it at half of lambda_cycle where colours must survive the translation.
+    identity: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +202,7 @@ class Generators(nn.Module):
         super().__init__()
         self.G = ResnetGenerator(cfg.generator)
         self.F = ResnetGenerator(cfg.generator) if cfg.uses_f else None
+        self.identity = cfg.weights.identity > 0
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         out = {"G(x)": self.G(x)}
@@ -204,6 +210,10 @@ class Generators(nn.Module):
             out["F(G(x))"] = self.F(out["G(x)"])
             out["F(y)"] = self.F(y)
             out["G(F(y))"] = self.G(out["F(y)"])
+        if self.identity:
+            out["G(y)"] = self.G(y)
+            if self.F is not None:
+                out["F(x)"] = self.F(x)
         return out
 
 
@@ -539,8 +549,12 @@ class RLCycleGANTrainer:
             cyc = losses.cycle_loss(x, out["F(G(x))"], y, out["G(F(y))"], cfg.cycle_distance)  # L_cyc(G, F)
             loss = loss + w.gan * f_gan + w.cycle * cyc
             stats.update(loss_gan_F=float(f_gan.detach()), loss_cycle=float(cyc.detach()))
+        if w.identity > 0:
+            idt = losses.identity_loss(y, out["G(y)"], x, out.get("F(x)"), cfg.cycle_distance)  # L_identity(G, F)
+            loss = loss + w.identity * idt
+            stats["loss_identity"] = float(idt.detach())
         if cfg.uses_q_sim:
-            images = {"x": sim["image"], "y": real["image"], **{k: to_q_range(v) for k, v in out.items()}}
+            images = {"x": sim["image"], "y": real["image"], **{k: to_q_range(out[k]) for k in SCENE_IMAGES}}
             six = losses.six_q_values(
                 lambda net, im, a: _frozen_q(nets[net], im, a), images, sim["action"], real["action"]
             )
@@ -567,7 +581,7 @@ class RLCycleGANTrainer:
         translated = {k: v.detach().float() for k, v in out.items() if k in ("G(x)", "F(G(x))")}
         scene = None
         if self.cfg.uses_q_sim and self.cfg.rl_scene_trains_q:
-            images = {k: to_q_range(v.detach().float()) for k, v in out.items()}
+            images = {k: to_q_range(out[k].detach().float()) for k in SCENE_IMAGES}
             scene = ({"x": sim["image"], "y": real["image"], **images}, sim["action"], real["action"])
         extra = self.cfg.q_batch_size - self.cfg.batch_size
         if extra > 0:
