@@ -39,6 +39,35 @@ def test_eval_is_deterministic_per_seed_for_any_worker_count(untrained_policy, c
     assert runs[0]["seed"] == 7 and runs[2]["seed"] == 8
 
 
+def test_eval_cem_replaces_the_checkpoint_s_own_and_is_refused_where_it_cannot_apply(
+    untrained_policy, tmp_path, capsys
+):
+    from rlcg.rollout import make_policy
+
+    assert make_policy(untrained_policy).cem == CEMConfig()
+    assert make_policy(untrained_policy, cem=(3, 32, 4)).cem == CEMConfig(3, 32, 4)
+    # the same weights saved with that CEM act exactly as the option makes the first checkpoint act
+    same_weights = tmp_path / "cem-3-32-4"
+    save_policy(same_weights, make_policy(untrained_policy).qnet, CEMConfig(3, 32, 4))
+    args = ["eval", "--episodes", "4", "--seed", "5", "--json", "--no-progress"]
+    assert main([*args, "--policy", untrained_policy, "--cem", "3", "32", "4"]) == 0
+    with_option = _json(capsys)
+    assert with_option.pop("cem") == {"iterations": 3, "population": 32, "elites": 4}
+    assert main([*args, "--policy", str(same_weights)]) == 0
+    saved = _json(capsys)
+    assert "cem" not in saved
+    assert {k: v for k, v in with_option.items() if k != "policy"} == {k: v for k, v in saved.items() if k != "policy"}
+
+    for bad, message in (
+        (["--policy", "scripted", "--cem", "2", "64", "6"], "learned policies"),
+        (["--policy", untrained_policy, "--cem", "2", "8", "9"], "elites must be within 1..population"),
+    ):
+        assert main(["eval", "--episodes", "1", *bad]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--policy", untrained_policy, "--cem", "2", "0", "1"])
+
+
 def test_viz_q_writes_a_heatmap(untrained_policy, tmp_path, capsys):
     out = tmp_path / "q.png"
     assert main(["viz", "q", "--policy", untrained_policy, "--seed", "3", "--out", str(out)]) == 0
@@ -51,6 +80,11 @@ def test_bench_policy_reports_the_documented_keys(untrained_policy, capsys):
     assert report["threads"] == 1 and report["cem"] == {"iterations": 2, "population": 64, "elites": 6}
     assert 0 < report["p50_ms"] <= report["p99_ms"]
     assert report["speedup_vs_full_forward"] > 1  # the image is encoded once per decision
+    assert (
+        main(["bench", "policy", "--policy", untrained_policy, "--decisions", "5", "--cem", "1", "16", "2", "--json"])
+        == 0
+    )
+    assert _json(capsys)["cem"] == {"iterations": 1, "population": 16, "elites": 2}
 
 
 def test_bench_train_reports_every_method(capsys):

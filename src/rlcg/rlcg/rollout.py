@@ -25,13 +25,15 @@ def episode_seed(base_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(base_seed), int(index)]).generate_state(1)[0] >> 1)
 
 
-def make_policy(spec: str, device: str = "cpu") -> Policy:
-    """``random``, ``oracle``, ``scripted``, ``default`` (the shipped checkpoint) or a checkpoint path."""
+def make_policy(spec: str, device: str = "cpu", cem: tuple[int, int, int] | None = None) -> Policy:
+    """``random``, ``oracle``, ``scripted``, ``default`` (the shipped checkpoint) or a checkpoint path;
+    ``cem`` (iterations, population, elites) replaces a learned checkpoint's own CEM settings."""
     if spec in SCRIPTED_POLICIES:
         return SCRIPTED_POLICIES[spec]()
-    from rlcg.rl.policy import load_policy  # torch is imported only when a learned policy is used
+    from rlcg.rl.cem import CEMConfig  # torch is imported only when a learned policy is used
+    from rlcg.rl.policy import load_policy
 
-    return load_policy(spec, device=device)
+    return load_policy(spec, device=device, cem=None if cem is None else CEMConfig(*cem))
 
 
 def run_episode(
@@ -91,6 +93,7 @@ class RolloutSpec:
     attempts: int = 1
     explore: float = 0.0  # epsilon of epsilon-greedy exploration (random grasps), for on-policy data
     device: str = "cpu"
+    cem: tuple[int, int, int] | None = None  # a learned policy's CEM (iterations, population, elites); None: its own
     base_seed: int = 0
     episodes: int = 1
     seeds: tuple[int, ...] | None = None  # explicit episode seeds instead of base_seed/episodes
@@ -129,7 +132,7 @@ def _init_worker(spec: RolloutSpec, scratch: str | None = None) -> None:
     domain = spec.domain if isinstance(spec.domain, Domain) else load_domain(spec.domain)
     world = ThreeBinWorld(domain=domain, bins=spec.bins, split=spec.split, image_size=spec.image_size)
     world.preload_objects()
-    policy = make_policy(spec.policy, spec.device)
+    policy = make_policy(spec.policy, spec.device, spec.cem)
     if spec.explore > 0:
         policy = ExploringPolicy(policy, spec.explore)
     _WORKER.update(world=world, policy=policy, spec=spec)
@@ -138,6 +141,8 @@ def _init_worker(spec: RolloutSpec, scratch: str | None = None) -> None:
 def _run_seed(seed: int) -> Episode:
     spec: RolloutSpec = _WORKER["spec"]
     label = _policy_label(spec.policy) + (f"+explore{spec.explore:g}" if spec.explore else "")
+    if spec.cem is not None:
+        label += "+cem{}-{}-{}".format(*spec.cem)
     return run_episode(_WORKER["world"], _WORKER["policy"], seed, spec.attempts, label)
 
 

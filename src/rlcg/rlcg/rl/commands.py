@@ -134,11 +134,19 @@ def register_bench(bench_sub) -> None:
     p = bench_sub.add_parser(
         "policy",
         help="decision latency of the learned policy (CEM), and its speed-up over full forward passes",
-        description="Latency of one grasp decision (64x64, CEM 2x64, one CPU thread): the image is encoded once "
-        "and all candidates scored by the head; compared in the same run with scoring every candidate by a "
-        "full forward pass.",
+        description="Latency of one grasp decision (64x64, the checkpoint's CEM, 2x64 for QT-Opt's, one CPU "
+        "thread): the image is encoded once and all candidates scored by the head; compared in the same run with "
+        "scoring every candidate by a full forward pass.",
     )
     p.add_argument("--policy", default="default")
+    p.add_argument(
+        "--cem",
+        type=positive_int,
+        nargs=3,
+        default=None,
+        metavar=("ITERS", "POP", "ELITES"),
+        help="CEM iterations, population and elites (default: the checkpoint's own)",
+    )
     p.add_argument("--decisions", type=positive_int, default=200)
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--json", action="store_true")
@@ -297,7 +305,16 @@ def cmd_bench_policy(args) -> int:
     from rlcg.sim.world import ThreeBinWorld
 
     torch.set_num_threads(args.threads)
-    policy = load_policy(args.policy)
+    from rlcg.rl.cem import CEMConfig
+
+    cem_override = None
+    if args.cem is not None:
+        cem_override = CEMConfig(*args.cem)
+        try:
+            cem_override.validate()
+        except ValueError as exc:
+            raise CommandError(f"--cem: {exc}") from exc
+    policy = load_policy(args.policy, cem=cem_override)
     with ThreeBinWorld(split="test", image_size=policy.image_size) as world:
         images = [world.reset(s) for s in range(8)]
         bounds = world.bounds

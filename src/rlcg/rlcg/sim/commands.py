@@ -8,6 +8,8 @@ import os
 import time
 from pathlib import Path
 
+from rlcg.errors import CommandError
+
 POLICY_HELP = "random, scripted, oracle, default (the shipped learned checkpoint) or the path of a policy checkpoint"
 
 
@@ -62,6 +64,15 @@ def add_world_args(
     p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: config, 64)")
     p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
     p.add_argument("--device", default="cpu", help="torch device for learned policies (default: cpu)")
+    p.add_argument(
+        "--cem",
+        type=positive_int,
+        nargs=3,
+        default=None,
+        metavar=("ITERS", "POP", "ELITES"),
+        help="learned policies: the cross-entropy method's iterations, population and elites when acting "
+        "(default: the checkpoint's own, 2 64 6 for QT-Opt's)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -140,9 +151,18 @@ def _spec_from_args(args, default_split: str | None = None):
     domain = load_domain(args.domain)  # fail fast, with the file and field named
     learned = args.policy not in ("random", "scripted", "oracle")
     split = args.objects or default_split or ("test" if learned else "train")
+    cem = tuple(args.cem) if getattr(args, "cem", None) else None
+    if cem is not None and not learned:
+        raise CommandError(f"--cem applies to learned policies, not to {args.policy!r}")
     if learned:
+        from rlcg.rl.cem import CEMConfig
         from rlcg.rl.policy import load_policy
 
+        if cem is not None:
+            try:
+                CEMConfig(*cem).validate()
+            except ValueError as exc:
+                raise CommandError(f"--cem: {exc}") from exc
         load_policy(args.policy)  # a missing or broken checkpoint is an error before any worker starts
     return RolloutSpec(
         domain=domain,
@@ -153,9 +173,14 @@ def _spec_from_args(args, default_split: str | None = None):
         attempts=args.attempts,
         explore=getattr(args, "explore", 0.0),
         device=args.device,
+        cem=cem,
         base_seed=args.seed,
         episodes=args.episodes,
     )
+
+
+def _cem_label(cem: tuple[int, int, int] | None) -> str:
+    return "" if cem is None else " (CEM {} x {}, {} elites)".format(*cem)
 
 
 def cmd_sim(args) -> int:
@@ -175,12 +200,15 @@ def cmd_sim(args) -> int:
             sink.close()
     report = success_report(summary.successes, summary.episodes, summary.per_bin)
     report.update(domain=spec.domain.name, policy=args.policy, bins=args.bins, objects=spec.split, seed=args.seed)
+    if spec.cem is not None:
+        report["cem"] = dict(zip(("iterations", "population", "elites"), spec.cem, strict=True))
     if args.json:
         print(json.dumps(report))
     else:
         lo, hi = report["ci95"]
         print(
-            f"{args.policy} on {spec.domain.name} ({args.bins} bin, {spec.split} objects, seed {args.seed}): "
+            f"{args.policy}{_cem_label(spec.cem)} on {spec.domain.name} ({args.bins} bin, {spec.split} objects, "
+            f"seed {args.seed}): "
             f"success {report['success_rate']:.1%} [95% CI {lo:.1%}, {hi:.1%}] over {summary.episodes} episodes"
         )
         for b, r in report["per_bin"].items():
