@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from rlcg.errors import CommandError
-from rlcg.sim.commands import add_world_args, image_size, positive_int
+from rlcg.sim.commands import add_cem_arg, add_world_args, cem_from_args, image_size, positive_int
 
 EVAL_SEED = 1000  # fixed evaluation seeds: every policy is compared on the same scenes
 
@@ -139,14 +139,7 @@ def register_bench(bench_sub) -> None:
         "scoring every candidate by a full forward pass.",
     )
     p.add_argument("--policy", default="default")
-    p.add_argument(
-        "--cem",
-        type=positive_int,
-        nargs=3,
-        default=None,
-        metavar=("ITERS", "POP", "ELITES"),
-        help="CEM iterations, population and elites (default: the checkpoint's own)",
-    )
+    add_cem_arg(p)
     p.add_argument("--decisions", type=positive_int, default=200)
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--json", action="store_true")
@@ -305,16 +298,7 @@ def cmd_bench_policy(args) -> int:
     from rlcg.sim.world import ThreeBinWorld
 
     torch.set_num_threads(args.threads)
-    from rlcg.rl.cem import CEMConfig
-
-    cem_override = None
-    if args.cem is not None:
-        cem_override = CEMConfig(*args.cem)
-        try:
-            cem_override.validate()
-        except ValueError as exc:
-            raise CommandError(f"--cem: {exc}") from exc
-    policy = load_policy(args.policy, cem=cem_override)
+    policy = load_policy(args.policy, cem=cem_from_args(args.cem))
     with ThreeBinWorld(split="test", image_size=policy.image_size) as world:
         images = [world.reset(s) for s in range(8)]
         bounds = world.bounds

@@ -64,16 +64,35 @@ def add_world_args(
     p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: config, 64)")
     p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
     p.add_argument("--device", default="cpu", help="torch device for learned policies (default: cpu)")
+    add_cem_arg(p, "learned policies: ")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_cem_arg(p: argparse.ArgumentParser, scope: str = "") -> None:
+    """``--cem ITERS POP ELITES``: act with another cross-entropy search than the checkpoint's."""
     p.add_argument(
         "--cem",
         type=positive_int,
         nargs=3,
         default=None,
         metavar=("ITERS", "POP", "ELITES"),
-        help="learned policies: the cross-entropy method's iterations, population and elites when acting "
+        help=f"{scope}the cross-entropy method's iterations, population and elites when acting "
         "(default: the checkpoint's own, 2 64 6 for QT-Opt's)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def cem_from_args(values: list[int] | None):
+    """The CEMConfig that ``--cem`` asks for (None when not given), refused with a clear error if invalid."""
+    if values is None:
+        return None
+    from rlcg.rl.cem import CEMConfig  # torch: only for learned policies
+
+    cem = CEMConfig(*values)
+    try:
+        cem.validate()
+    except ValueError as exc:
+        raise CommandError(f"--cem: {exc}") from exc
+    return cem
 
 
 def register(sub) -> None:
@@ -155,14 +174,9 @@ def _spec_from_args(args, default_split: str | None = None):
     if cem is not None and not learned:
         raise CommandError(f"--cem applies to learned policies, not to {args.policy!r}")
     if learned:
-        from rlcg.rl.cem import CEMConfig
         from rlcg.rl.policy import load_policy
 
-        if cem is not None:
-            try:
-                CEMConfig(*cem).validate()
-            except ValueError as exc:
-                raise CommandError(f"--cem: {exc}") from exc
+        cem_from_args(args.cem)
         load_policy(args.policy)  # a missing or broken checkpoint is an error before any worker starts
     return RolloutSpec(
         domain=domain,
