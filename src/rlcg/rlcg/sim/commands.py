@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rlcg.errors import CommandError
@@ -81,7 +82,7 @@ def add_cem_arg(p: argparse.ArgumentParser, scope: str = "") -> None:
     )
 
 
-def cem_from_args(values: list[int] | None):
+def cem_from_args(values: Sequence[int] | None):
     """The CEMConfig that ``--cem`` asks for (None when not given), refused with a clear error if invalid."""
     if values is None:
         return None
@@ -176,7 +177,7 @@ def _spec_from_args(args, default_split: str | None = None):
     if learned:
         from rlcg.rl.policy import load_policy
 
-        cem_from_args(args.cem)
+        cem_from_args(cem)
         load_policy(args.policy)  # a missing or broken checkpoint is an error before any worker starts
     return RolloutSpec(
         domain=domain,
