@@ -104,6 +104,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         help="GAN methods: export Q_real as the mean of its weights after each step past STEP (stochastic "
         "weight averaging) instead of its last weights (default: off)",
     )
+    p.add_argument(
+        "--q-real-augment",
+        action="store_true",
+        help="GAN methods: redraw the colour, brightness, contrast, blur and noise of every image Q_real learns "
+        "from, geometry untouched (default: off)",
+    )
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
     p.add_argument("--lambda-gan", type=float, default=1.0)
@@ -296,6 +302,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         q_updates_per_step=args.q_updates_per_step,
         q_tail_steps=args.q_tail_steps,
         q_real_average_from=args.q_real_average_from,
+        q_real_augment=args.q_real_augment,
         gan_objective=args.gan_loss,
         cycle_distance=args.cycle_loss,
         weights=LossWeights(

@@ -45,6 +45,7 @@ from rlcg.errors import RlcgError
 from rlcg.gan import losses
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, ResnetGenerator, init_weights
 from rlcg.models.qnet import QNetConfig, QNetwork
+from rlcg.rl.augment import PhotometricAugment
 from rlcg.rl.cem import CEMConfig
 from rlcg.rl.checkpoint import load_checkpoint, load_optimizer_state, save_checkpoint
 from rlcg.rl.policy import save_policy
@@ -62,6 +63,7 @@ GAN_METHODS = ("gan", "cyclegan", "rl-cyclegan")
 Q_ONLY_METHODS = ("sim-only", "randomized-sim")
 METHODS = Q_ONLY_METHODS + GAN_METHODS
 CHECKPOINT_KIND = "rl-cyclegan"
+Q_REAL_AUGMENT = PhotometricAugment()
 SCENE_IMAGES = ("G(x)", "F(G(x))", "F(y)", "G(F(y))")  # the translations L_RL-scene's six Q-values see
 
 
@@ -103,6 +105,9 @@ class GanTrainConfig:
     # (stochastic weight averaging), instead of its last weights. With G moving, the average
     # spans Q_reals fitted to many translations. None, the default, exports the last weights.
     q_real_average_from: int | None = None
+    # Redraw the colour, brightness, contrast, sharpness and noise of every image Q_real learns from
+    # (rlcg.rl.augment), so that it cannot key on how G paints a scene. Off by default: not in the paper.
+    q_real_augment: bool = False
     gan_objective: Literal["lsgan", "bce"] = "lsgan"
     cycle_distance: Literal["mse", "l1"] = "mse"  # the paper's d
     td_distance: Literal["mse", "bce"] = "bce"
@@ -694,7 +699,7 @@ class RLCycleGANTrainer:
         if live.any():
             with torch.no_grad():
                 g_next = to_q_range(_unwrap(self.gens).G(to_gan_range(sim["next_image"])))
-        gx = to_q_range(translated["G(x)"])
+        gx = self._q_real_input(to_q_range(translated["G(x)"]))
         terms = [("Q_real", gx, sim["action"], y_of(targets.Q_real, sim, g_next))]
         if cfg.uses_q_sim and not q_real_only:
             y_sim = y_of(targets.Q_sim, sim, sim["next_image"])
@@ -702,8 +707,14 @@ class RLCycleGANTrainer:
             # the paper's caption: Q_sim also learns on the cycled image F(G(x)) with the sim action
             terms.append(("Q_sim:cycled", to_q_range(translated["F(G(x))"]), sim["action"], y_sim))
         if cfg.real_rl:
-            terms.append(("Q_real:real", real["image"], real["action"], y_of(targets.Q_real, real, real["next_image"])))
+            y_real = y_of(targets.Q_real, real, real["next_image"])
+            terms.append(("Q_real:real", self._q_real_input(real["image"]), real["action"], y_real))
         return terms
+
+    def _q_real_input(self, images: torch.Tensor) -> torch.Tensor:
+        """What Q_real's TD loss sees of ``images``: augmented with q_real_augment. The TD targets'
+        next images are left as they are: the target network values the scene, not a redrawn look."""
+        return Q_REAL_AUGMENT(images, self.generator) if self.cfg.q_real_augment else images
 
     # ------------------------------------------------------------------ loop
     def image_grid(self, n: int = 4) -> np.ndarray:
@@ -806,8 +817,10 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
         "real_rl_share": 0.5,
         "q_real_average_from": None,
         "q_updates_per_step": 1,
+        "q_real_augment": False,
         **saved,
     }
+    saved["weights"] = {"identity": 0.0, **saved.get("weights", {})}
     now = to_dict(config)
 
     def flat(d: dict, prefix: str = "") -> dict:
