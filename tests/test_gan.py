@@ -201,6 +201,61 @@ def test_identity_term_is_off_by_default_and_adds_its_weighted_loss_to_the_gener
     assert without == pytest.approx(plain_stats["loss_generators"], rel=1e-4)
 
 
+@pytest.mark.parametrize("real_rl", [False, True])
+def test_q_real_augment_redraws_only_q_real_s_inputs_and_is_off_by_default(tmp_path, real_rl):
+    plain = _trainer(tmp_path / "plain", real_rl=real_rl)
+    aug = _trainer(tmp_path / "aug", real_rl=real_rl, q_real_augment=True)
+    aug.gens.load_state_dict(plain.gens.state_dict())
+    aug.q_targets.load_state_dict(plain.q_targets.state_dict())
+    sim, real = plain._batch(plain.sim_data), plain._batch(plain.real_data)
+    translated = {k: plain.gens.G(to_gan_range(sim["image"])).detach() for k in ("G(x)",)}
+    translated["F(G(x))"] = plain.gens.F(translated["G(x)"]).detach()
+    off = {name: (im, a, y) for name, im, a, y in plain._td_terms(sim, real, translated)}
+    on = {name: (im, a, y) for name, im, a, y in aug._td_terms(sim, real, translated)}
+    assert set(on) == set(off) == {"Q_real", "Q_sim", "Q_sim:cycled"} | ({"Q_real:real"} if real_rl else set())
+    # off: Q_real learns from G(x) itself (and y itself)
+    assert torch.equal(off["Q_real"][0], translated["G(x)"] * 0.5)
+    if real_rl:
+        assert torch.equal(off["Q_real:real"][0], real["image"])
+    for name in on:
+        image_on, image_off = on[name][0], off[name][0]
+        assert torch.equal(on[name][1], off[name][1]) and torch.equal(on[name][2], off[name][2])  # actions, targets
+        if name.startswith("Q_real"):  # a redrawn look, in range, close to the original on average
+            assert not torch.equal(image_on, image_off)
+            assert image_on.min() >= -0.5 and image_on.max() <= 0.5
+            assert float((image_on - image_off).abs().mean()) < 0.15
+        else:  # Q_sim, the consistency anchor, sees the sim images as they are
+            assert torch.equal(image_on, image_off)
+    # the draws are part of the run's random state, so a resumed run redraws what a whole one would
+    state = aug.generator.get_state()
+    first = aug._q_real_input(off["Q_real"][0])
+    aug.generator.set_state(state)
+    assert torch.equal(aug._q_real_input(off["Q_real"][0]), first)
+    assert not GanTrainConfig().q_real_augment
+
+
+def test_q_real_augment_option_reaches_the_gan_config_is_part_of_the_objective_and_needs_a_gan_method(
+    tmp_path, capsys
+):
+    import argparse
+
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    assert build_gan_config(parser.parse_args(["--q-real-augment"]), "cyclegan", 2, 4).q_real_augment
+    assert not build_gan_config(parser.parse_args([]), "cyclegan", 2, 4).q_real_augment
+    assert objective_changes(to_dict(GanTrainConfig()), GanTrainConfig(q_real_augment=True)) == [
+        "q_real_augment: False -> True"
+    ]
+    argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run"), "--method", "sim-only"]
+    for extra in (["--q-real-augment"], ["--lambda-identity", "5"]):
+        assert main([*argv, *extra]) == 2
+        assert "apply to the GAN methods" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_path):
     """--rl-scene-trains-q: the Q step adds L_RL-scene on detached images; its gradient alone
     reaches both Q-networks (never G or F) and a few Q steps on it reduce it."""
@@ -656,6 +711,12 @@ def test_a_run_from_before_rl_scene_trains_q_resumes_as_it_was_trained():
         "lr_schedule: 'constant' -> 'linear-decay'"
     ]
     assert objective_changes(saved, GanTrainConfig()) == []
+    # nor from before the identity term and Q_real's augmentation: they were off
+    del saved["q_real_augment"], saved["weights"]["identity"]
+    assert objective_changes(saved, GanTrainConfig()) == []
+    assert objective_changes(saved, GanTrainConfig(weights=LossWeights(identity=5.0))) == [
+        "weights.identity: 0.0 -> 5.0"
+    ]
     # settings of terms a method does not have do not block its resume
     saved = to_dict(GanTrainConfig(method="gan"))
     assert objective_changes(saved, GanTrainConfig(method="gan", weights=LossWeights(rl_scene=5.0, cycle=1.0))) == []

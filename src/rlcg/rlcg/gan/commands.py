@@ -431,6 +431,8 @@ def cmd_train(args) -> int:
         ]
         if given:
             raise CommandError(f"{' and '.join(given)} apply to the GAN methods; for Q alone use rlcg train-q --lr")
+    if args.method in ("sim-only", "randomized-sim") and (args.q_real_augment or args.lambda_identity):
+        raise CommandError("--q-real-augment and --lambda-identity apply to the GAN methods (Q_real, G and F)")
     if args.lr_q is not None and not args.lr_q > 0:
         raise CommandError(f"--lr-q must be positive, got {args.lr_q}")
     if args.fresh_q_real and not (args.method == "rl-cyclegan" and args.init_q):
