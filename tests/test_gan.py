@@ -234,9 +234,7 @@ def test_q_real_augment_redraws_only_q_real_s_inputs_and_is_off_by_default(tmp_p
     assert not GanTrainConfig().q_real_augment
 
 
-def test_q_real_augment_option_reaches_the_gan_config_is_part_of_the_objective_and_needs_a_gan_method(
-    tmp_path, capsys
-):
+def test_q_real_augment_option_reaches_the_gan_config_is_part_of_the_objective_and_needs_a_gan_method(tmp_path, capsys):
     import argparse
 
     from rlcg.cli import main
