@@ -208,8 +208,8 @@ def test_q_real_augment_redraws_only_q_real_s_inputs_and_is_off_by_default(tmp_p
     aug.gens.load_state_dict(plain.gens.state_dict())
     aug.q_targets.load_state_dict(plain.q_targets.state_dict())
     sim, real = plain._batch(plain.sim_data), plain._batch(plain.real_data)
-    translated = {k: plain.gens.G(to_gan_range(sim["image"])).detach() for k in ("G(x)",)}
-    translated["F(G(x))"] = plain.gens.F(translated["G(x)"]).detach()
+    gx = plain.gens.G(to_gan_range(sim["image"])).detach()
+    translated = {"G(x)": gx, "F(G(x))": plain.gens.F(gx).detach()}
     off = {name: (im, a, y) for name, im, a, y in plain._td_terms(sim, real, translated)}
     on = {name: (im, a, y) for name, im, a, y in aug._td_terms(sim, real, translated)}
     assert set(on) == set(off) == {"Q_real", "Q_sim", "Q_sim:cycled"} | ({"Q_real:real"} if real_rl else set())
