@@ -301,3 +301,57 @@ def test_translate_images_refuses_non_finite_output():
     with pytest.raises(TranslateError, match="non-finite"):
         translate_images(broken, images)
     assert translate_images(torch.tanh, images).dtype == np.uint8
+
+
+# ---------------------------------------------------------------------- a policy seeing through G
+def test_a_policy_seeing_through_g_acts_on_the_translation_of_each_image(cyclegan_run):
+    from rlcg.gan.trainer import load_generator
+    from rlcg.gan.translate import translate_images, translated_policy
+    from rlcg.policies import Observation
+    from rlcg.sim.world import ThreeBinWorld
+
+    policy = load_policy(cyclegan_run / "policy")
+    seeing = translated_policy(policy, cyclegan_run)
+    G = load_generator(cyclegan_run)
+    with ThreeBinWorld(domain="sim", split="test") as world:
+        image = world.reset(7)
+
+        def decide(p, img):
+            return p.act(Observation(img, world.bounds, np.random.default_rng(7), world))
+
+        through, by_hand, plain = (
+            decide(seeing, image),
+            decide(policy, translate_images(G, image[None])[0]),
+            decide(policy, image),
+        )
+        with pytest.raises(ValueError, match="uint8"):
+            decide(seeing, image.astype(np.float32))
+    assert np.array_equal(through.action, by_hand.action) and through.q_value == by_hand.q_value
+    assert through.q_value != plain.q_value  # not the untranslated image
+
+
+def test_collect_and_eval_through_g_record_the_sim_images_and_refuse_what_does_not_fit(
+    cyclegan_run, mixed_bag, tmp_path, capsys
+):
+    from rlcg.gan.translate import TranslateError, translated_policy
+    from rlcg.models.qnet import QNetConfig, QNetwork
+    from rlcg.rl.policy import LearnedPolicy
+
+    base = ["--policy", str(cyclegan_run / "policy"), "--episodes", "3", "--seed", "3", "--no-progress"]
+    through = ["--translate-with", str(cyclegan_run)]
+    assert main(["collect", *base, *through, "--out", str(tmp_path / "bags")]) == 0
+    capsys.readouterr()
+    collected, scripted = TransitionDataset.open(tmp_path / "bags"), TransitionDataset.open(mixed_bag)
+    # the same seeds give the same scenes as the scripted bag's first episodes: the sim images, untranslated
+    assert np.array_equal(np.asarray(collected.images[:3]), np.asarray(scripted.images[:3]))
+    assert all(e["policy"].endswith(f"+G({cyclegan_run})") for e in collected.episodes)
+    assert main(["eval", *base, *through, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["translate_with"] == str(cyclegan_run)
+    # refusals: a scripted policy, a directory without a run, a policy of another image size
+    assert main(["eval", "--policy", "scripted", "--episodes", "1", *through]) == 2
+    assert "applies to learned policies" in capsys.readouterr().err
+    assert main(["eval", *base, "--translate-with", str(tmp_path)]) == 2
+    assert "no GAN run here" in capsys.readouterr().err
+    small = LearnedPolicy(QNetwork(QNetConfig(image_size=32, channels=(8, 16), merge_size=8)))
+    with pytest.raises(TranslateError, match="64x64 images, the policy on 32x32"):
+        translated_policy(small, cyclegan_run)

@@ -25,15 +25,25 @@ def episode_seed(base_seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(base_seed), int(index)]).generate_state(1)[0] >> 1)
 
 
-def make_policy(spec: str, device: str = "cpu", cem: tuple[int, int, int] | None = None) -> Policy:
+def make_policy(
+    spec: str, device: str = "cpu", cem: tuple[int, int, int] | None = None, translate_with: str | None = None
+) -> Policy:
     """``random``, ``oracle``, ``scripted``, ``default`` (the shipped checkpoint) or a checkpoint path;
-    ``cem`` (iterations, population, elites) replaces a learned checkpoint's own CEM settings."""
+    ``cem`` (iterations, population, elites) replaces a learned checkpoint's own CEM settings;
+    ``translate_with`` (a GAN run directory) makes a learned policy see each image through its G."""
     if spec in SCRIPTED_POLICIES:
+        if translate_with is not None:
+            raise ValueError(f"only learned policies see through a generator, not {spec!r}")
         return SCRIPTED_POLICIES[spec]()
     from rlcg.rl.cem import CEMConfig  # torch is imported only when a learned policy is used
     from rlcg.rl.policy import load_policy
 
-    return load_policy(spec, device=device, cem=None if cem is None else CEMConfig(*cem))
+    policy = load_policy(spec, device=device, cem=None if cem is None else CEMConfig(*cem))
+    if translate_with is None:
+        return policy
+    from rlcg.gan.translate import translated_policy
+
+    return translated_policy(policy, translate_with)
 
 
 def run_episode(
@@ -94,6 +104,7 @@ class RolloutSpec:
     explore: float = 0.0  # epsilon of epsilon-greedy exploration (random grasps), for on-policy data
     device: str = "cpu"
     cem: tuple[int, int, int] | None = None  # a learned policy's CEM (iterations, population, elites); None: its own
+    translate_with: str | None = None  # a GAN run whose G a learned policy sees each image through
     base_seed: int = 0
     episodes: int = 1
     seeds: tuple[int, ...] | None = None  # explicit episode seeds instead of base_seed/episodes
@@ -132,7 +143,7 @@ def _init_worker(spec: RolloutSpec, scratch: str | None = None) -> None:
     domain = spec.domain if isinstance(spec.domain, Domain) else load_domain(spec.domain)
     world = ThreeBinWorld(domain=domain, bins=spec.bins, split=spec.split, image_size=spec.image_size)
     world.preload_objects()
-    policy = make_policy(spec.policy, spec.device, spec.cem)
+    policy = make_policy(spec.policy, spec.device, spec.cem, spec.translate_with)
     if spec.explore > 0:
         policy = ExploringPolicy(policy, spec.explore)
     _WORKER.update(world=world, policy=policy, spec=spec)
@@ -143,6 +154,8 @@ def _run_seed(seed: int) -> Episode:
     label = _policy_label(spec.policy) + (f"+explore{spec.explore:g}" if spec.explore else "")
     if spec.cem is not None:
         label += "+cem{}-{}-{}".format(*spec.cem)
+    if spec.translate_with is not None:
+        label += f"+G({spec.translate_with})"
     return run_episode(_WORKER["world"], _WORKER["policy"], seed, spec.attempts, label)
 
 

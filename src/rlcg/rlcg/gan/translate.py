@@ -1,4 +1,5 @@
-"""A dataset's images translated by a trained GAN run: ``rlcg translate``.
+"""A dataset's images translated by a trained GAN run (``rlcg translate``), and a policy that sees
+the world through a run's G (``--translate-with`` of ``rlcg eval`` and ``rlcg collect``).
 
 G(x) of every sim image (or F(y) of every real image) goes into a new dataset with the source's
 actions, rewards and episodes unchanged, so that ``rlcg train-q`` can train a Q-network on
@@ -9,6 +10,7 @@ new dataset appears at ``out`` only once it is complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -128,3 +130,42 @@ def translate_dataset(
             out.rmdir()
         target.rename(out)
     return record | {"episodes": index["episodes"], "transitions": index["transitions"], "out": str(out)}
+
+
+class TranslatedPolicy:
+    """A learned policy that sees each camera image through a GAN run's G (sim -> real).
+
+    In sim this is Q_real acting as it is trained: on G(x). Its episodes are on-policy sim data for
+    the run (its own grasps, labelled by the simulator), and its success rate says how well Q_real
+    grasps in the world it learns in, apart from how well G(x) stands for real images. The episode
+    keeps the untranslated image, as every sim episode does; the trainer translates it again with
+    the G of its own step.
+    """
+
+    def __init__(self, policy, generator: torch.nn.Module, label: str = "G"):
+        self.policy = policy
+        self.generator = generator.eval()
+        self.name = f"{policy.name}+{label}"
+
+    def act(self, obs):
+        from rlcg.rl.policy import check_camera_image
+
+        check_camera_image(obs.image, self.policy.image_size)
+        seen = translate_images(self.generator, obs.image[None])[0]
+        return self.policy.act(dataclasses.replace(obs, image=seen))
+
+
+def translated_policy(policy, run: str | Path) -> TranslatedPolicy:
+    """``policy`` seeing through the G of the GAN run at ``run`` (checked to fit its image size)."""
+    from rlcg.gan.trainer import load_run
+
+    run = Path(run)
+    if not (run / "checkpoint").is_dir():
+        raise TranslateError(f"{run}: no GAN run here (no checkpoint/ directory)")
+    trained = load_run(run)
+    size = trained.Q_real.config.image_size
+    if size != policy.image_size:
+        raise TranslateError(
+            f"{run} was trained on {size}x{size} images, the policy on {policy.image_size}x{policy.image_size}"
+        )
+    return TranslatedPolicy(policy, trained.G, f"G({run.name})")

@@ -29,6 +29,18 @@ def default_policy_path() -> Path:
     return paths.assets_dir() / "default_policy"
 
 
+def check_camera_image(image: np.ndarray, size: int) -> None:
+    """Refuse anything but the H x W x 3 uint8 RGB image of ``size`` x ``size`` a policy was trained on."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f"the policy needs an H x W x 3 uint8 RGB image, got {got}")
+    if image.shape[:2] != (size, size):
+        raise ValueError(
+            f"the policy was trained on {size}x{size} images, got "
+            f"{image.shape[1]}x{image.shape[0]}; resize the camera image first"
+        )
+
+
 class LearnedPolicy:
     """Picks the grasp with the highest Q among CEM's samples; encodes each image once."""
 
@@ -60,14 +72,7 @@ class LearnedPolicy:
         return self.qnet.config.image_size
 
     def _features(self, image: np.ndarray) -> torch.Tensor:
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"the policy needs an H x W x 3 uint8 RGB image, got {got}")
-        if image.shape[:2] != (self.image_size, self.image_size):
-            raise ValueError(
-                f"the policy was trained on {self.image_size}x{self.image_size} images, got "
-                f"{image.shape[1]}x{image.shape[0]}; resize the camera image first"
-            )
+        check_camera_image(image, self.image_size)
         return self.qnet.encode(as_image_tensor(image, self.device))
 
     @torch.no_grad()

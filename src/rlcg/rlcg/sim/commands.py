@@ -66,6 +66,14 @@ def add_world_args(
     p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
     p.add_argument("--device", default="cpu", help="torch device for learned policies (default: cpu)")
     add_cem_arg(p, "learned policies: ")
+    p.add_argument(
+        "--translate-with",
+        metavar="RUN",
+        default=None,
+        help="learned policies: see each camera image through G (sim -> real) of the GAN run RUN, as Q_real "
+        "sees sim images in training; in sim, its success in the world it learns in, and on-policy sim data "
+        "for the run (recorded images stay untranslated)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -174,11 +182,18 @@ def _spec_from_args(args, default_split: str | None = None):
     cem = tuple(args.cem) if getattr(args, "cem", None) else None
     if cem is not None and not learned:
         raise CommandError(f"--cem applies to learned policies, not to {args.policy!r}")
+    translate_with = getattr(args, "translate_with", None)
+    if translate_with is not None and not learned:
+        raise CommandError(f"--translate-with applies to learned policies, not to {args.policy!r}")
     if learned:
         from rlcg.rl.policy import load_policy
 
         cem_from_args(cem)
-        load_policy(args.policy)  # a missing or broken checkpoint is an error before any worker starts
+        policy = load_policy(args.policy)  # a missing or broken checkpoint is an error before any worker starts
+        if translate_with is not None:
+            from rlcg.gan.translate import translated_policy
+
+            translated_policy(policy, translate_with)
     return RolloutSpec(
         domain=domain,
         policy=args.policy,
@@ -189,9 +204,14 @@ def _spec_from_args(args, default_split: str | None = None):
         explore=getattr(args, "explore", 0.0),
         device=args.device,
         cem=cem,
+        translate_with=translate_with,
         base_seed=args.seed,
         episodes=args.episodes,
     )
+
+
+def _translate_label(run: str | None) -> str:
+    return "" if run is None else f" seeing through G of {run}"
 
 
 def _cem_label(cem: tuple[int, int, int] | None) -> str:
@@ -217,13 +237,15 @@ def cmd_sim(args) -> int:
     report.update(domain=spec.domain.name, policy=args.policy, bins=args.bins, objects=spec.split, seed=args.seed)
     if spec.cem is not None:
         report["cem"] = dict(zip(("iterations", "population", "elites"), spec.cem, strict=True))
+    if spec.translate_with is not None:
+        report["translate_with"] = spec.translate_with
     if args.json:
         print(json.dumps(report))
     else:
         lo, hi = report["ci95"]
         print(
-            f"{args.policy}{_cem_label(spec.cem)} on {spec.domain.name} ({args.bins} bin, {spec.split} objects, "
-            f"seed {args.seed}): "
+            f"{args.policy}{_cem_label(spec.cem)}{_translate_label(spec.translate_with)} on {spec.domain.name} "
+            f"({args.bins} bin, {spec.split} objects, seed {args.seed}): "
             f"success {report['success_rate']:.1%} [95% CI {lo:.1%}, {hi:.1%}] over {summary.episodes} episodes"
         )
         for b, r in report["per_bin"].items():
