@@ -41,6 +41,15 @@ def translate_images(generator: torch.nn.Module, images: np.ndarray) -> np.ndarr
     return to_uint8_images(out)
 
 
+def _load_gan_run(run: Path):
+    """The networks of the GAN run at ``run``, or a clear error where there is none."""
+    from rlcg.gan.trainer import load_run
+
+    if not (run / "checkpoint").is_dir():
+        raise TranslateError(f"{run}: no GAN run here (no checkpoint/ directory)")
+    return load_run(run)
+
+
 def translate_dataset(
     run: str | Path,
     source: str | Path,
@@ -55,18 +64,14 @@ def translate_dataset(
     "translation". Returns that record with the counts."""
     from tqdm import tqdm
 
-    from rlcg.gan.trainer import load_run
-
     run, source, out = Path(run), Path(source), Path(out)
     if generator not in ("G", "F"):
         raise TranslateError(f"generator must be G (sim -> real) or F (real -> sim), not {generator!r}")
-    if not (run / "checkpoint").is_dir():
-        raise TranslateError(f"{run}: no GAN run here (no checkpoint/ directory)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise TranslateError(f"{out} exists and is not empty; choose a new directory")
     if batch_size < 1:
         raise TranslateError(f"batch_size must be at least 1, got {batch_size}")
-    trained = load_run(run)
+    trained = _load_gan_run(run)
     net = trained.G if generator == "G" else trained.F
     if net is None:
         raise TranslateError(f"{run}: a {trained.config.method} run has no F (only cyclegan and rl-cyclegan have one)")
@@ -157,12 +162,8 @@ class TranslatedPolicy:
 
 def translated_policy(policy, run: str | Path) -> TranslatedPolicy:
     """``policy`` seeing through the G of the GAN run at ``run`` (checked to fit its image size)."""
-    from rlcg.gan.trainer import load_run
-
     run = Path(run)
-    if not (run / "checkpoint").is_dir():
-        raise TranslateError(f"{run}: no GAN run here (no checkpoint/ directory)")
-    trained = load_run(run)
+    trained = _load_gan_run(run)
     size = trained.Q_real.config.image_size
     if size != policy.image_size:
         raise TranslateError(
