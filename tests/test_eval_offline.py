@@ -312,6 +312,7 @@ def test_a_policy_seeing_through_g_acts_on_the_translation_of_each_image(cyclega
 
     policy = load_policy(cyclegan_run / "policy")
     seeing = translated_policy(policy, cyclegan_run)
+    assert {w.device for w in seeing.generator.parameters()} == {policy.device}  # G runs where Q does
     G = load_generator(cyclegan_run)
     with ThreeBinWorld(domain="sim", split="test") as world:
         image = world.reset(7)

@@ -31,11 +31,14 @@ class TranslateError(RlcgError):
 
 @torch.no_grad()
 def translate_images(generator: torch.nn.Module, images: np.ndarray) -> np.ndarray:
-    """uint8 (B, H, W, 3) -> the generator's translation, uint8 (B, H, W, 3)."""
+    """uint8 (B, H, W, 3) -> the generator's translation, uint8 (B, H, W, 3), computed on the device
+    the generator's weights are on."""
     from rlcg.gan.trainer import to_gan_range, to_uint8_images
     from rlcg.models.qnet import QNetwork
 
-    out = generator(to_gan_range(QNetwork.preprocess(torch.tensor(np.asarray(images)))))
+    weight = next(generator.parameters(), None) if isinstance(generator, torch.nn.Module) else None
+    device = weight.device if weight is not None else torch.device("cpu")
+    out = generator(to_gan_range(QNetwork.preprocess(torch.tensor(np.asarray(images), device=device))))
     if not torch.isfinite(out).all():
         raise TranslateError("the generator returned non-finite pixels (NaN or inf): the run's weights are damaged")
     return to_uint8_images(out)
@@ -169,4 +172,4 @@ def translated_policy(policy, run: str | Path) -> TranslatedPolicy:
         raise TranslateError(
             f"{run} was trained on {size}x{size} images, the policy on {policy.image_size}x{policy.image_size}"
         )
-    return TranslatedPolicy(policy, trained.G, f"G({run.name})")
+    return TranslatedPolicy(policy, trained.G.to(policy.device), f"G({run.name})")
