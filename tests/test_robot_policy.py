@@ -125,6 +125,12 @@ def test_truncated_weights_fail_at_start_up(tiny_checkpoint, tmp_path):
         runner_for(model=str(bad))
 
 
+@pytest.mark.parametrize("device", ["cuda:99", "gpu"])
+def test_a_device_the_machine_lacks_fails_at_start_up(tiny_checkpoint, device):
+    with pytest.raises(PolicyLoadError, match=f"cannot load model .*{device}"):
+        runner_for(model=str(tiny_checkpoint), device=device)
+
+
 def test_learned_policy_decides_with_cem_and_heatmap(tiny_checkpoint):
     s = PolicyNodeSettings(model=str(tiny_checkpoint), cem_iterations=2, cem_population=16, cem_elites=4)
     r = PolicyRunner.from_settings(s)

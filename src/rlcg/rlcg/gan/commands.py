@@ -8,6 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from rlcg.device import DEVICE_CHOICES, device_name, resolve_device
 from rlcg.errors import CommandError
 from rlcg.sim.commands import positive_int
 
@@ -144,7 +145,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--checkpoint-every", type=positive_int, default=None, help="save every N steps (default: 1000 Q-only, 500 GAN)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--device", type=device_name, default="auto", help=f"torch device: {DEVICE_CHOICES} (default: auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -223,6 +224,9 @@ def register(sub) -> None:
         help="G: sim -> real, for sim data (default); F: real -> sim, for real data (cyclegan, rl-cyclegan)",
     )
     p.add_argument("--batch-size", type=int, default=256, help="images per generator call (default: 256)")
+    p.add_argument(
+        "--device", type=device_name, default="auto", help=f"where G or F runs: {DEVICE_CHOICES} (default: auto)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_translate)
@@ -254,7 +258,13 @@ def register_bench(bench_sub) -> None:
     )
     p.add_argument("--steps", type=positive_int, default=10)
     p.add_argument("--batch-size", type=positive_int, default=8)
-    p.add_argument("--devices", nargs="+", default=None, help="devices to measure (default: cpu, and cuda if any)")
+    p.add_argument(
+        "--devices",
+        nargs="+",
+        type=device_name,
+        default=None,
+        help="devices to measure (default: cpu, and cuda if any)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument(
         "--ablation",
@@ -339,6 +349,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)  # a missing GPU is an error before any data is read
     sim_data, (h, _) = _open(sim_specs, "--sim-data")
     sim = SimConfig.load(image_size=h)
     qcfg = QNetConfig.for_world(sim)
@@ -359,8 +370,6 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
     writer = SummaryWriter(str(out / "tb"))
     try:
         if method in ("sim-only", "randomized-sim"):
-            device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-            device = "cpu" if device == "auto" else device
             tcfg = QTrainConfig(
                 steps=args.steps or 3000,
                 batch_size=args.batch_size or 64,
@@ -395,7 +404,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 sim_data,
                 real_data,
                 out,
-                device=args.device,
+                device=device,
                 resume=args.resume,
                 init_q=resolve_policy_path(args.init_q) if args.init_q else None,
                 provenance=prov,
@@ -493,6 +502,7 @@ def cmd_translate(args) -> int:
         args.out,
         generator=args.generator,
         batch_size=args.batch_size,
+        device=resolve_device(args.device),
         progress=not args.no_progress,
     )
     print(
@@ -521,7 +531,11 @@ def cmd_bench_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    devices = (
+        [resolve_device(d) for d in args.devices]
+        if args.devices
+        else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    )
 
     class Synthetic:
         def __init__(self, n: int = 256, size: int = 64):

@@ -59,10 +59,12 @@ def translate_dataset(
     out: str | Path,
     generator: str = "G",
     batch_size: int = 256,
+    device: str = "cpu",
     progress: bool = True,
 ) -> dict:
     """Write ``out``: the dataset (or bags) at ``source`` with every image and next image replaced by
-    ``generator``'s translation (G: sim -> real, F: real -> sim) from the run's last checkpoint.
+    ``generator``'s translation (G: sim -> real, F: real -> sim) from the run's last checkpoint,
+    computed on ``device`` (a torch device name).
     Domains become "G(sim)" and the like; the index records the run and generator under
     "translation". Returns that record with the counts."""
     from tqdm import tqdm
@@ -78,6 +80,7 @@ def translate_dataset(
     net = trained.G if generator == "G" else trained.F
     if net is None:
         raise TranslateError(f"{run}: a {trained.config.method} run has no F (only cyclegan and rl-cyclegan have one)")
+    net = net.to(device)
     if not source.exists():
         raise TranslateError(f"{source}: no such dataset or bag directory")
 

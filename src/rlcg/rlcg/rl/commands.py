@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from rlcg.device import DEVICE_CHOICES, device_name, resolve_device
 from rlcg.errors import CommandError
 from rlcg.sim.commands import add_cem_arg, add_world_args, cem_from_args, image_size, positive_int
 
@@ -83,7 +84,7 @@ def register(sub) -> None:
     p.add_argument("--eval-every", type=int, default=0, help="evaluate in sim every N steps (0: never)")
     p.add_argument("--eval-episodes", type=int, default=50)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device_name, default="cpu", help=f"torch device: {DEVICE_CHOICES} (default: cpu)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_train_q)
 
@@ -189,6 +190,7 @@ def cmd_train_q(args) -> int:
     from rlcg.sim.config import SimConfig
 
     _set_threads(args.threads)
+    device = resolve_device(args.device)  # a missing GPU is an error before any data is read
     data, (h, w) = open_sources(args.data)
     if h != w:
         raise CommandError(f"images must be square, got {w}x{h}")
@@ -220,7 +222,7 @@ def cmd_train_q(args) -> int:
         data,
         out,
         cem=cem,
-        device=args.device,
+        device=device,
         resume=args.resume,
         provenance={"provenance": prov},
         init=args.init,

@@ -23,6 +23,7 @@ import numpy as np
 
 from rlcg.configio import ConfigError
 from rlcg.data import topics
+from rlcg.device import resolve_device
 from rlcg.errors import RlcgError
 from rlcg.policies import Observation, Policy, RandomPolicy
 from rlcg.robot import messages
@@ -135,7 +136,7 @@ def load_grasp_policy(settings: PolicyNodeSettings, loader: Callable[..., Any] |
         )
         loader = lambda path, device: load_policy(path, device=device, cem=cem)  # noqa: E731
     try:
-        return loader(settings.model, settings.device)
+        return loader(settings.model, resolve_device(settings.device))
     except RlcgError as exc:
         raise PolicyLoadError(f"cannot load model {settings.model!r}: {exc}") from exc
     except (OSError, ValueError, KeyError, RuntimeError) as exc:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rlcg.device import DEVICE_CHOICES, device_name, resolve_device
 from rlcg.errors import CommandError
 
 POLICY_HELP = "random, scripted, oracle, default (the shipped learned checkpoint) or the path of a policy checkpoint"
@@ -64,7 +65,12 @@ def add_world_args(
     )
     p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: config, 64)")
     p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
-    p.add_argument("--device", default="cpu", help="torch device for learned policies (default: cpu)")
+    p.add_argument(
+        "--device",
+        type=device_name,
+        default="cpu",
+        help=f"torch device for learned policies: {DEVICE_CHOICES} (default: cpu)",
+    )
     add_cem_arg(p, "learned policies: ")
     p.add_argument(
         "--translate-with",
@@ -178,6 +184,7 @@ def _spec_from_args(args, default_split: str | None = None):
 
     domain = load_domain(args.domain)  # fail fast, with the file and field named
     learned = args.policy not in ("random", "scripted", "oracle")
+    device = resolve_device(args.device) if learned else "cpu"
     split = args.objects or default_split or ("test" if learned else "train")
     cem = tuple(args.cem) if getattr(args, "cem", None) else None
     if cem is not None and not learned:
@@ -189,7 +196,9 @@ def _spec_from_args(args, default_split: str | None = None):
         from rlcg.rl.policy import load_policy
 
         cem_from_args(cem)
-        policy = load_policy(args.policy)  # a missing or broken checkpoint is an error before any worker starts
+        policy = load_policy(
+            args.policy, device=device
+        )  # a missing or broken checkpoint is an error before any worker starts
         if translate_with is not None:
             from rlcg.gan.translate import translated_policy
 
@@ -202,7 +211,7 @@ def _spec_from_args(args, default_split: str | None = None):
         image_size=args.image_size,
         attempts=args.attempts,
         explore=getattr(args, "explore", 0.0),
-        device=args.device,
+        device=device,
         cem=cem,
         translate_with=translate_with,
         base_seed=args.seed,
