@@ -371,6 +371,54 @@ def test_linear_decay_holds_the_rates_for_half_the_run_then_decays_them_to_zero(
         GanTrainConfig(lr_schedule="cosine")
 
 
+def test_a_later_decay_start_decays_only_a_resumed_constant_run_s_last_stretch(tmp_path):
+    later = GanTrainConfig(steps=6, lr_schedule="linear-decay", lr_decay_from=4)
+    assert [lr_factors(later, s)[0] for s in range(6)] == [1.0, 1.0, 1.0, 1.0, 1.0, 0.5]
+    half = GanTrainConfig(steps=6, lr_schedule="linear-decay")  # None: CycleGAN's half
+    assert [lr_factors(half, s)[0] for s in range(6)] == pytest.approx([1.0] * 4 + [2 / 3, 1 / 3])
+    # a constant-rate run resumed at its step 2 decays its last two steps: the same parameters as a run
+    # that had the schedule from the start, whose first two steps had the same rates
+    straight = _trainer(tmp_path / "a", steps=4, lr_schedule="linear-decay", lr_decay_from=2)
+    straight.fit(progress=False)
+    _trainer(tmp_path / "b", steps=2).fit(progress=False)
+    resumed = _trainer(tmp_path / "b", steps=4, resume=True, lr_schedule="linear-decay", lr_decay_from=2)
+    history = resumed.fit(progress=False)
+    assert [h["lr_factor"] for h in history[2:]] == [1.0, 0.5]
+    for name in straight.nets:
+        for p, q in zip(straight.nets[name].parameters(), resumed.nets[name].parameters()):
+            assert torch.allclose(p, q, atol=1e-5), name
+    # a decay that would have changed a trained step's rate is refused, as is stretching one begun
+    _trainer(tmp_path / "c", steps=2).fit(progress=False)
+    with pytest.raises(RlcgError, match=r"lr_decay_from: None -> 0.*lr_schedule: 'constant' -> 'linear-decay'"):
+        _trainer(tmp_path / "c", steps=4, resume=True, lr_schedule="linear-decay", lr_decay_from=0)
+    with pytest.raises(RlcgError, match=r"steps: 4 -> 8"):
+        _trainer(tmp_path / "b", steps=8, resume=True, lr_schedule="linear-decay", lr_decay_from=2)
+    with pytest.raises(ValueError, match="applies to the linear-decay schedule"):
+        GanTrainConfig(steps=4, lr_decay_from=2)
+    with pytest.raises(ValueError, match=r"a step in \[0, 4\)"):
+        GanTrainConfig(steps=4, lr_schedule="linear-decay", lr_decay_from=4)
+
+
+def test_lr_decay_from_option_reaches_the_config_and_needs_the_linear_decay(tmp_path, capsys):
+    import argparse
+
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, build_gan_config
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parser.parse_args(["--lr-schedule", "linear-decay", "--lr-decay-from", "1"])
+    assert build_gan_config(args, "rl-cyclegan", 2, 4).lr_decay_from == 1
+    assert build_gan_config(parser.parse_args([]), "rl-cyclegan", 2, 4).lr_decay_from is None
+    argv = ["train", "--method", "rl-cyclegan", "--sim-data", str(tmp_path), "--real-data", str(tmp_path)]
+    assert main([*argv, "--out", str(tmp_path / "run"), "--lr-decay-from", "1"]) == 2
+    assert "--lr-decay-from applies with --lr-schedule linear-decay" in capsys.readouterr().err
+    decay = ["--lr-schedule", "linear-decay", "--steps", "10"]
+    assert main([*argv, "--out", str(tmp_path / "run"), *decay, "--lr-decay-from", "10"]) == 2
+    assert "--lr-decay-from must be a step from 0 to 9" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def _params(module: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
 

@@ -90,6 +90,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "decayed by a cosine to 5%% over --steps (default: constant)",
     )
     p.add_argument(
+        "--lr-decay-from",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="with --lr-schedule linear-decay: the step from which the rates fall to zero at --steps (default: "
+        "half of --steps); with --resume of a constant-rate run at or before this step, only the steps to come decay",
+    )
+    p.add_argument(
         "--q-tail-steps",
         type=int,
         default=0,
@@ -309,6 +317,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         batch_size=batch,
         q_batch_size=max(args.q_batch_size, batch),
         lr_schedule=args.lr_schedule,
+        lr_decay_from=args.lr_decay_from,
         q_updates_per_step=args.q_updates_per_step,
         q_tail_steps=args.q_tail_steps,
         q_real_average_from=args.q_real_average_from,
@@ -432,6 +441,14 @@ def cmd_train(args) -> int:
         raise CommandError(
             f"--lr-schedule {args.lr_schedule} applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule"
         )
+    if args.lr_decay_from is not None:
+        if args.lr_schedule != "linear-decay":
+            raise CommandError("--lr-decay-from applies with --lr-schedule linear-decay")
+        steps = args.steps or 2000
+        if not 0 <= args.lr_decay_from < steps:
+            raise CommandError(
+                f"--lr-decay-from must be a step from 0 to {steps - 1} (--steps {steps}), got {args.lr_decay_from}"
+            )
     if args.method in ("sim-only", "randomized-sim"):
         given = [
             f

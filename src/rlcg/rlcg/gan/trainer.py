@@ -92,6 +92,10 @@ class GanTrainConfig:
     # shipped policy. Constant by default: the linear decay lowered rl-cyclegan on the paper preset
     # (docs/results.md)
     lr_schedule: Literal["constant", "linear-decay", "q-cosine"] = "constant"
+    # With linear-decay: the step from which the rates fall, reaching zero at the last step. None is
+    # CycleGAN's half of the steps. A later start decays only a run's last stretch, and a constant-rate
+    # run resumed at or before it keeps the rates of every step it has trained (objective_changes).
+    lr_decay_from: int | None = None
     # Q_real updates per joint step: the first on the GAN batch as always, the others on fresh sim
     # transitions translated by the current G without gradients. More than 1 gives Q_real the
     # shipped policy's update budget while the GAN keeps its own; G still moves between them.
@@ -141,6 +145,11 @@ class GanTrainConfig:
             raise ValueError(
                 f"unknown learning-rate schedule {self.lr_schedule!r} (constant, linear-decay or q-cosine)"
             )
+        if self.lr_decay_from is not None:
+            if self.lr_schedule != "linear-decay":
+                raise ValueError(f"lr_decay_from applies to the linear-decay schedule, not {self.lr_schedule!r}")
+            if not 0 <= self.lr_decay_from < self.steps:
+                raise ValueError(f"lr_decay_from must be a step in [0, {self.steps}), got {self.lr_decay_from}")
         if self.q_updates_per_step < 1:
             raise ValueError(f"q_updates_per_step must be >= 1, got {self.q_updates_per_step}")
         if self.q_tail_steps < 0:
@@ -175,8 +184,8 @@ def lr_factors(cfg: GanTrainConfig, step: int) -> tuple[float, float]:
         return 1.0, 1.0
     if cfg.lr_schedule == "q-cosine":
         return 1.0, cosine_rate(1.0, step, cfg.steps, QTrainConfig.final_lr_fraction)
-    half = cfg.steps / 2
-    factor = min(1.0, (cfg.steps - step) / half)
+    start = cfg.steps / 2 if cfg.lr_decay_from is None else cfg.lr_decay_from
+    factor = min(1.0, (cfg.steps - step) / (cfg.steps - start))
     return factor, factor
 
 
@@ -489,7 +498,7 @@ class RLCycleGANTrainer:
         cfg, weights, state = load_checkpoint(self.out / "checkpoint", kind=CHECKPOINT_KIND, with_train_state=True)
         if cfg["train"]["method"] != self.cfg.method:
             raise RlcgError(f"{self.out}: holds a {cfg['train']['method']!r} run, not {self.cfg.method!r}")
-        changed = objective_changes(cfg["train"], self.cfg)
+        changed = objective_changes(cfg["train"], self.cfg, done_steps=int(state["step"]))
         if changed:
             raise RlcgError(
                 f"{self.out}: --resume would continue with a different objective than the run was started with ("
@@ -805,15 +814,21 @@ RESUMABLE_CHANGES = frozenset(
 )
 
 
-def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
+def objective_changes(saved: dict, config: GanTrainConfig, done_steps: int | None = None) -> list[str]:
     """Settings of ``config`` that differ from a saved run's (``saved``: its config["train"]), as
     "name: saved -> now", leaving out RESUMABLE_CHANGES. A setting the saved run predates counts
     as that version's behaviour: runs from before ``rl_scene_trains_q`` kept the Q-networks out of
-    L_RL-scene, and runs from before ``lr_schedule`` had constant rates. A decaying schedule spans
-    the run's steps, so with one the step count is part of the objective too."""
+    L_RL-scene, and runs from before ``lr_schedule`` had constant rates.
+
+    The schedule (``lr_schedule``, ``lr_decay_from``) and, under a decaying one, the step count set
+    the rates. Given ``done_steps``, the steps the run has trained, they may change as long as every
+    one of those steps keeps its rates: a constant-rate run can go on with a linear decay from where
+    it stands, but a decay cannot be stretched once it has begun. Without ``done_steps`` a schedule
+    is compared setting by setting."""
     saved = {
         "rl_scene_trains_q": False,
         "lr_schedule": "constant",
+        "lr_decay_from": None,
         "real_rl_share": 0.5,
         "q_real_average_from": None,
         "q_updates_per_step": 1,
@@ -836,13 +851,25 @@ def objective_changes(saved: dict, config: GanTrainConfig) -> list[str]:
         unused |= {"weights.cycle", "cycle_distance"}
     if not config.real_rl:
         unused.add("real_rl_share")
-    resumable = RESUMABLE_CHANGES - ({"steps"} if config.lr_schedule != "constant" else set())
+    resumable = set(RESUMABLE_CHANGES)
+    if done_steps is not None and _same_rates(saved, config, done_steps):
+        resumable |= {"lr_schedule", "lr_decay_from"}
+    elif config.lr_schedule != "constant" or (done_steps is not None and saved["lr_schedule"] != "constant"):
+        resumable.discard("steps")  # a decay spans the run's steps
     before, after = flat(saved), flat(now)
     return [
         f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
         for k in sorted(set(before) | set(after))
         if k.split(".")[0] not in resumable and k not in unused and before.get(k) != after.get(k)
     ]
+
+
+def _same_rates(saved: dict, config: GanTrainConfig, done_steps: int) -> bool:
+    """Whether ``config`` gives each of a saved run's first ``done_steps`` joint steps the rates it trained with."""
+    trained = GanTrainConfig(
+        steps=saved["steps"], lr_schedule=saved["lr_schedule"], lr_decay_from=saved["lr_decay_from"]
+    )
+    return all(lr_factors(trained, s) == lr_factors(config, s) for s in range(min(done_steps, trained.steps)))
 
 
 def config_from_dict(data: dict) -> GanTrainConfig:
