@@ -852,10 +852,13 @@ def objective_changes(saved: dict, config: GanTrainConfig, done_steps: int | Non
     if not config.real_rl:
         unused.add("real_rl_share")
     resumable = set(RESUMABLE_CHANGES)
-    if done_steps is not None and _same_rates(saved, config, done_steps):
+    if done_steps is None:
+        if config.lr_schedule != "constant":
+            resumable.discard("steps")  # a decay spans the run's steps
+    elif _same_rates(saved, config, done_steps):
         resumable |= {"lr_schedule", "lr_decay_from"}
-    elif config.lr_schedule != "constant" or (done_steps is not None and saved["lr_schedule"] != "constant"):
-        resumable.discard("steps")  # a decay spans the run's steps
+    else:
+        resumable.discard("steps")  # it is one of the settings that changed the trained steps' rates
     before, after = flat(saved), flat(now)
     return [
         f"{k}: {before.get(k)!r} -> {after.get(k)!r}"
