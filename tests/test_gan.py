@@ -117,16 +117,26 @@ class TinyTransitions:
 
 
 TINY_D = DiscriminatorConfig(width=8)
+TINY_G = GeneratorConfig(width=4, blocks=1)
 
 
 def _trainer(
-    tmp_path, method="rl-cyclegan", steps=3, resume=False, discriminator=TINY_D, init_q=None, fresh_q_real=False, **kw
+    tmp_path,
+    method="rl-cyclegan",
+    steps=3,
+    resume=False,
+    discriminator=TINY_D,
+    init_q=None,
+    fresh_q_real=False,
+    init_run=None,
+    generator=TINY_G,
+    **kw,
 ):
     cfg = GanTrainConfig(
         method=method,
         steps=steps,
         batch_size=4,
-        generator=GeneratorConfig(width=4, blocks=1),
+        generator=generator,
         discriminator=discriminator,
         image_pool=4,
         grid_every=2,
@@ -137,7 +147,16 @@ def _trainer(
     sim = WeightedSources([(TinyTransitions(0, 0), 1)])
     real = WeightedSources([(TinyTransitions(1, 100), 1)])
     return RLCycleGANTrainer(
-        cfg, TINY_Q, sim, real, tmp_path, device="cpu", resume=resume, init_q=init_q, fresh_q_real=fresh_q_real
+        cfg,
+        TINY_Q,
+        sim,
+        real,
+        tmp_path,
+        device="cpu",
+        resume=resume,
+        init_q=init_q,
+        fresh_q_real=fresh_q_real,
+        init_run=init_run,
     )
 
 
@@ -515,6 +534,49 @@ def test_fresh_q_real_starts_q_real_from_scratch_and_q_sim_from_the_checkpoint(t
         _trainer(tmp_path / "gan", method="gan", steps=1, init_q=tmp_path / "init", fresh_q_real=True)
 
 
+def test_init_run_starts_every_network_from_a_run_s_checkpoint_as_a_new_run(tmp_path):
+    from rlcg.rl.checkpoint import load_checkpoint
+
+    _trainer(tmp_path / "source", steps=2).fit(progress=False)
+    _, saved, _ = load_checkpoint(tmp_path / "source" / "checkpoint", kind="rl-cyclegan")
+
+    def stored(name):  # in the network's own parameter order
+        return torch.cat([saved[f"{name}.{k}"].flatten() for k, _ in new.nets[name].named_parameters()])
+
+    # a new objective and schedule are the point: the identity term and a Q cosine the source never had
+    new = _trainer(
+        tmp_path / "new", steps=2, init_run=tmp_path / "source", lr_schedule="q-cosine", weights=LossWeights(identity=5)
+    )
+    assert new.step == 0 and not new.opt_g.state and not new.opt_q.state
+    every = ("G", "F", "D_X", "D_Y", "Q_sim", "Q_sim_target", "Q_real", "Q_real_target")
+    assert set(new.nets) == set(every)
+    for name in every:
+        assert torch.equal(_params(new.nets[name]), stored(name)), name
+    fresh = _trainer(tmp_path / "fresh", steps=2, init_run=tmp_path / "source", fresh_q_real=True)
+    scratch = _trainer(tmp_path / "scratch", steps=2)
+    for name in ("G", "F", "D_X", "D_Y", "Q_sim", "Q_sim_target"):
+        assert torch.equal(_params(fresh.nets[name]), stored(name)), name
+    for name in ("Q_real", "Q_real_target"):
+        assert torch.equal(_params(fresh.nets[name]), _params(scratch.nets[name])), name
+        assert not torch.equal(_params(fresh.nets[name]), stored(name)), name
+    fresh.fit(progress=False)  # and it trains on from there
+    assert fresh.step == 2 and not torch.equal(_params(fresh.nets["G"]), stored("G"))
+
+    with pytest.raises(RlcgError, match="its generator .* differs"):
+        _trainer(tmp_path / "wide", init_run=tmp_path / "source", generator=GeneratorConfig(width=8, blocks=1))
+    with pytest.raises(RlcgError, match="pass one"):
+        _trainer(tmp_path / "both", init_run=tmp_path / "source", init_q=tmp_path / "source" / "policy")
+    _trainer(tmp_path / "cyclegan", method="cyclegan", steps=2).fit(progress=False)
+    with pytest.raises(RlcgError, match="a cyclegan run holds no Q_sim, which rl-cyclegan needs"):
+        _trainer(tmp_path / "from-cyclegan", init_run=tmp_path / "cyclegan")
+    assert _trainer(tmp_path / "gan", method="gan", init_run=tmp_path / "source").nets.keys() == {
+        "G",
+        "D_Y",
+        "Q_real",
+        "Q_real_target",
+    }
+
+
 def test_q_real_average_exports_the_mean_of_q_real_s_weights_after_each_step_past_its_start(tmp_path):
     from rlcg.gan.trainer import export_q, load_run
     from rlcg.rl.checkpoint import load_checkpoint
@@ -625,7 +687,18 @@ def test_joint_q_options_reach_the_gan_config_and_are_refused_where_they_do_not_
     assert "--lr-q must be positive" in capsys.readouterr().err
     for extra in (["--method", "rl-cyclegan"], ["--method", "cyclegan", "--init-q", "default"]):
         assert main([*argv, *extra, "--real-data", str(tmp_path), "--fresh-q-real"]) == 2
-        assert "--fresh-q-real starts Q_sim from --init-q" in capsys.readouterr().err
+        assert "--fresh-q-real starts Q_sim from --init-q or --init-run" in capsys.readouterr().err
+    source = tmp_path / "source"
+    (source / "checkpoint").mkdir(parents=True)
+    (source / "checkpoint" / "config.json").write_text("{}")
+    gan = [*argv, "--method", "rl-cyclegan", "--real-data", str(tmp_path)]
+    for extra, message in (
+        (["--method", "sim-only", "--init-run", str(source)], "--init-run applies to the GAN methods"),
+        ([*gan[len(argv) :], "--init-run", str(source), "--init-q", "default"], "leave out --init-q"),
+        ([*gan[len(argv) :], "--init-run", str(tmp_path / "none")], "no GAN run checkpoint there"),
+    ):
+        assert main([*argv, *extra]) == 2
+        assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -54,9 +54,17 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "GAN methods start both Q_real and Q_sim from it",
     )
     p.add_argument(
+        "--init-run",
+        metavar="RUN",
+        default=None,
+        help="GAN methods: start every network (G, F, the discriminators, the Q-networks and their targets) "
+        "from RUN's last checkpoint, as a new run with fresh optimizers and its own objective and schedule",
+    )
+    p.add_argument(
         "--fresh-q-real",
         action="store_true",
-        help="rl-cyclegan with --init-q: only Q_sim starts from the checkpoint, Q_real from scratch",
+        help="rl-cyclegan with --init-q or --init-run: Q_real starts from scratch, Q_sim (and the rest) from "
+        "the checkpoint",
     )
     p.add_argument(
         "--q-updates-per-step",
@@ -365,6 +373,8 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
     prov: dict = {"provenance": provenance(seed=args.seed)}
     if args.init_q:
         prov["init_q"] = str(resolve_policy_path(args.init_q))
+    if args.init_run:
+        prov["init_run"] = str(Path(args.init_run).resolve())
     if args.fresh_q_real:
         prov["fresh_q_real"] = True
     monitor = None
@@ -418,6 +428,7 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 init_q=resolve_policy_path(args.init_q) if args.init_q else None,
                 provenance=prov,
                 fresh_q_real=args.fresh_q_real,
+                init_run=args.init_run,
             )
             try:
                 trainer.fit(progress=progress, writer=writer, monitor=monitor)
@@ -461,10 +472,17 @@ def cmd_train(args) -> int:
         raise CommandError("--q-real-augment and --lambda-identity apply to the GAN methods (Q_real, G and F)")
     if args.lr_q is not None and not args.lr_q > 0:
         raise CommandError(f"--lr-q must be positive, got {args.lr_q}")
-    if args.fresh_q_real and not (args.method == "rl-cyclegan" and args.init_q):
+    if args.init_run is not None:
+        if args.method in ("sim-only", "randomized-sim"):
+            raise CommandError("--init-run applies to the GAN methods; to start Q alone from a policy, use --init-q")
+        if args.init_q:
+            raise CommandError("--init-run already starts the Q-networks (from RUN); leave out --init-q")
+        if not (Path(args.init_run) / "checkpoint" / "config.json").is_file():
+            raise CommandError(f"--init-run {args.init_run}: no GAN run checkpoint there (RUN/checkpoint)")
+    if args.fresh_q_real and not (args.method == "rl-cyclegan" and (args.init_q or args.init_run)):
         raise CommandError(
-            "--fresh-q-real starts Q_sim from --init-q and Q_real from scratch: it needs --method rl-cyclegan and "
-            "--init-q (for the other methods, leave out --init-q)"
+            "--fresh-q-real starts Q_sim from --init-q or --init-run and Q_real from scratch: it needs --method "
+            "rl-cyclegan and one of them (for the other methods, leave out --init-q)"
         )
     if args.q_tail_steps < 0:
         raise CommandError(f"--q-tail-steps must be 0 or more, got {args.q_tail_steps}")

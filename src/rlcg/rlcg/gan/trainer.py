@@ -369,6 +369,12 @@ def _unwrap(module: nn.Module) -> nn.Module:
     return getattr(module, "module", module)
 
 
+def _load_named(weights: dict[str, torch.Tensor], nets: dict[str, nn.Module]) -> None:
+    """Load each network from the checkpoint weights stored under its name ("G.conv.weight", ...)."""
+    for name, net in nets.items():
+        net.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
+
+
 class RLCycleGANTrainer:
     """Trains one of the GAN methods from sim transitions and real images (and real transitions)."""
 
@@ -384,6 +390,7 @@ class RLCycleGANTrainer:
         init_q: str | Path | None = None,
         provenance: dict[str, Any] | None = None,
         fresh_q_real: bool = False,
+        init_run: str | Path | None = None,
     ):
         if config.method not in GAN_METHODS:
             raise RlcgError(f"method {config.method!r} is not a GAN method ({', '.join(GAN_METHODS)})")
@@ -399,10 +406,18 @@ class RLCycleGANTrainer:
         init_weights(gens)
         init_weights(discs)
         qs = QFunctions(qnet_config, config.uses_q_sim)
-        if fresh_q_real and not (init_q is not None and config.uses_q_sim):
-            raise RlcgError("fresh_q_real starts Q_real from scratch and Q_sim from init_q: it needs both")
+        if init_q is not None and init_run is not None:
+            raise RlcgError("init_q and init_run both set where the Q-networks start: pass one")
+        if fresh_q_real and not ((init_q is not None or init_run is not None) and config.uses_q_sim):
+            raise RlcgError("fresh_q_real starts Q_real from scratch and Q_sim from init_q or init_run: it needs both")
         if init_q is not None:
             self._init_q(qs, init_q, q_real=not fresh_q_real)
+        from_run: dict[str, torch.Tensor] = {}
+        if init_run is not None:
+            nets = {"G": gens.G, "F": gens.F, "D_Y": discs.D_Y, "D_X": discs.D_X, "Q_sim": qs.Q_sim}
+            if not fresh_q_real:
+                nets["Q_real"] = qs.Q_real
+            from_run = self._init_from_run(init_run, qnet_config, {k: v for k, v in nets.items() if v is not None})
         # Batches arrive channels_last (QNetwork.preprocess); with channels_last weights too, no
         # convolution converts layouts.
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -410,6 +425,11 @@ class RLCycleGANTrainer:
         self.discs = self.dist.wrap(discs.to(self.device, memory_format=fmt))
         self.qs = self.dist.wrap(qs.to(self.device, memory_format=fmt))
         self.q_targets = copy.deepcopy(_unwrap(self.qs)).eval()
+        if from_run:  # the run's Polyak targets of the Q-networks it started, so their TD targets carry on
+            targets = {"Q_sim_target": self.q_targets.Q_sim}
+            if not fresh_q_real:
+                targets["Q_real_target"] = self.q_targets.Q_real
+            _load_named(from_run, {k: v for k, v in targets.items() if v is not None})
         # SWA of Q_real (q_real_average_from): the running mean of its weights
         self.q_real_average = (
             copy.deepcopy(_unwrap(self.qs).Q_real).eval() if config.q_real_average_from is not None else None
@@ -441,6 +461,32 @@ class RLCycleGANTrainer:
             qs.Q_real.load_state_dict(weights)
         if qs.Q_sim is not None:
             qs.Q_sim.load_state_dict(weights)
+
+    def _init_from_run(
+        self, run: str | Path, qnet_config: QNetConfig, nets: dict[str, nn.Module]
+    ) -> dict[str, torch.Tensor]:
+        """Start this run's networks from another GAN run's last checkpoint: a new run, with fresh
+        optimizers and its own objective and schedule, from where that one stopped (for example a
+        fresh Q_real on data collected by an earlier run's policy, with that run's G, F and
+        discriminators carrying on). Returns the checkpoint's weights."""
+        cfg, weights, _ = load_checkpoint(Path(run) / "checkpoint", kind=CHECKPOINT_KIND)
+        if cfg["qnet"] != to_dict(qnet_config):
+            raise RlcgError(f"--init-run {run}: its Q-network differs from this run's ({cfg['qnet']})")
+        theirs = config_from_dict(cfg["train"])
+        for part in ("generator", "discriminator"):
+            if getattr(theirs, part) != getattr(self.cfg, part):
+                raise RlcgError(
+                    f"--init-run {run}: its {part} ({to_dict(getattr(theirs, part))}) differs from this run's "
+                    f"({to_dict(getattr(self.cfg, part))}); pass the same --gen-width/--gen-blocks/--disc-width/"
+                    "--disc-layers"
+                )
+        missing = sorted(k for k in nets if not any(w.startswith(k + ".") for w in weights))
+        if missing:
+            raise RlcgError(
+                f"--init-run {run}: a {theirs.method} run holds no {', '.join(missing)}, which {self.cfg.method} needs"
+            )
+        _load_named(weights, nets)
+        return weights
 
     @property
     def nets(self) -> dict[str, nn.Module]:
@@ -511,8 +557,7 @@ class RLCycleGANTrainer:
                 f"{self.out}: the run is {int(state['step']) - saved_steps} steps into its Q tail; resume it with "
                 f"--steps {saved_steps} --q-tail-steps {saved_tail}"
             )
-        for name, net in self.nets.items():
-            net.load_state_dict({k[len(name) + 1 :]: v for k, v in weights.items() if k.startswith(name + ".")})
+        _load_named(weights, self.nets)
         load_optimizer_state(self.opt_g, state["opt_g"])
         load_optimizer_state(self.opt_d, state["opt_d"])
         load_optimizer_state(self.opt_q, state["opt_q"])
