@@ -4,12 +4,19 @@ domain YAML as the hidden reality: checks that the pipeline runs and reports, no
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
+import pytest
 import yaml
 
 from rlcg.cli import main
+from rlcg.data.bags import BagReader, Problems
+from rlcg.data.cdr import episode_info
 from rlcg.eval.transfer import METHOD_ORDER
 from rlcg.paths import config_dir
+from rlcg.rollout import episode_seed
 
 
 def test_bench_transfer_smoke_end_to_end(tmp_path, capsys):
@@ -40,15 +47,22 @@ def test_bench_transfer_smoke_end_to_end(tmp_path, capsys):
         assert (out / "runs" / method / "policy" / "config.json").is_file(), method
 
 
-def test_bench_transfer_from_a_given_sim_only_policy(tmp_path, capsys):
-    """The paper preset's arrangement at smoke size: the shipped sim-only policy is used, not trained;
-    its own episodes join the sim data and every other method starts from it."""
-    from rlcg.rl.policy import default_policy_path
-
-    out = tmp_path / "report"
+@pytest.fixture(scope="module")
+def given_sim_only_bench(tmp_path_factory):
+    """The paper preset's arrangement at smoke size: the bench with the shipped sim-only policy given."""
+    out = tmp_path_factory.mktemp("given") / "report"
     args = ["bench", "transfer", "--preset", "smoke", "--sim-only-policy", "default", "--no-progress", "--json"]
     assert main([*args, "--out", str(out)]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return out
+
+
+def test_bench_transfer_from_a_given_sim_only_policy(given_sim_only_bench):
+    """The shipped sim-only policy is used, not trained; its own episodes join the sim data and
+    every other method starts from it."""
+    from rlcg.rl.policy import default_policy_path
+
+    out = given_sim_only_bench
+    report = json.loads((out / "report.json").read_text())
     assert report["sim_only_policy"] == str(default_policy_path())
     assert list(report["methods"]) == list(METHOD_ORDER)
     assert not (out / "runs" / "sim-only").exists()
@@ -57,6 +71,53 @@ def test_bench_transfer_from_a_given_sim_only_policy(tmp_path, capsys):
         training = json.loads((out / "runs" / method / "policy" / "config.json").read_text())["config"]["training"]
         assert training["init_q"] == str(default_policy_path()), method
     assert "not trained here" in (out / "report.md").read_text()
+
+
+def _rounds_script(data: Path, work: Path, **env: str) -> subprocess.CompletedProcess:
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run(
+        ["bash", str(repo / "scripts/make_rounds_policy.sh"), str(data), str(work)],
+        cwd=repo,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_make_rounds_policy_runs_its_rounds_and_a_fresh_final_round_on_the_bench_s_data(given_sim_only_bench, tmp_path):
+    """scripts/make_rounds_policy.sh at toy size on the bench's datasets: a round's episodes are
+    Q_real's own (collected through G) and join the sim data; the final run starts from the rounds
+    run with a fresh Q_real; a second call redoes nothing."""
+    data, work = given_sim_only_bench / "data", tmp_path / "work"
+    toy = {"SEED": "3", "ROUNDS": "1", "STEPS_PER_ROUND": "2", "EPISODES": "3", "FINAL": "fresh", "FINAL_STEPS": "2"}
+    proc = _rounds_script(data, work, **toy, EVAL_EPISODES="2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = json.loads((work / "run" / "checkpoint" / "config.json").read_text())["config"]
+    assert run["steps_done"] == 4 and run["train"]["weights"]["identity"] == 5
+    for k, base_seed in ((1, 33), (2, 43)):  # collection seeds 10 * (K + 2) + SEED, as in docs/results.md
+        assert json.loads((work / "data" / f"r{k}" / "dataset.json").read_text())["episodes"] == 3, k
+        bag = next((work / "bags" / f"r{k}").iterdir())
+        messages = BagReader(bag, Problems()).messages()
+        infos = [episode_info(cdr) for topic, _, _, cdr in messages if topic == "/rlcg/episode"]
+        assert [i.seed for i in infos] == [episode_seed(base_seed, i) for i in range(3)], k
+        assert all(i.policy_id.endswith(f"+explore0.2+G({work / 'run'})") for i in infos), infos[0].policy_id
+    final = json.loads((work / "final" / "checkpoint" / "config.json").read_text())["config"]
+    assert final["steps_done"] == 2 and final["fresh_q_real"] is True
+    assert final["init_run"] == str((work / "run").resolve())
+    assert final["train"]["q_updates_per_step"] == 4 and final["train"]["lr_schedule"] == "q-cosine"
+    evals = [json.loads(line) for line in (work / "eval_pseudo-real.jsonl").read_text().splitlines()]
+    assert [e["policy"] for e in evals] == [str(work / "final" / "policy")] * 2
+    assert [e.get("cem") for e in evals][1] == {"iterations": 3, "population": 256, "elites": 12}
+
+    again = _rounds_script(data, work, **toy, EVAL_EPISODES="0")
+    assert again.returncode == 0
+    assert again.stdout.count("done before, skipped") == 5  # joint1, round1, joint2, round2, final
+
+    for env, message in (({"FINAL": "twice"}, "FINAL must be none or fresh"), ({}, "is missing")):
+        bad = _rounds_script(tmp_path / "nothing", tmp_path / "bad", **env)
+        assert bad.returncode == 2 and message in bad.stderr
+        assert not (tmp_path / "bad").exists()
 
 
 def test_bench_transfer_refuses_a_missing_sim_only_policy_before_collecting(tmp_path, capsys):

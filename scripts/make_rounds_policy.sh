@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Makes rl-cyclegan's best transfer policy measured so far (docs/results.md, "Q_real's own grasps"):
+#   the paper preset's joint training with CycleGAN's identity term, stopped every STEPS_PER_ROUND
+#   steps for an on-policy round: Q_real grasps in sim through the run's own G (rlcg collect
+#   --translate-with, exploring 0.2), and the untranslated episodes join the run's sim data.
+#   After ROUNDS rounds (default 5: 6,000 joint steps) the policy is the run's Q_real.
+#   With FINAL=fresh, one more round is collected and a new run starts where this one stopped
+#   (rlcg train --init-run --fresh-q-real): G, F, the discriminators and Q_sim carry on, Q_real
+#   starts from scratch and gets the sim policy's final round on all the data (4 updates of 64 per
+#   joint step, its rate 1e-3 on a cosine) -- what made the shipped sim policy (make_default_policy.sh).
+# Usage (from the repository root, venv active): scripts/make_rounds_policy.sh DATA_DIR [WORK_DIR]
+#   DATA_DIR holds the transfer bench's ingested datasets, sim, sim-onpolicy and real-* (every one is
+#   used), as `rlcg bench transfer --real-domain pseudo-real --preset paper --out REPORT` leaves them
+#   in REPORT/data (real-0, real-1 and real-2 there). WORK_DIR defaults to runs/rounds-$SEED. Re-running with the same WORK_DIR skips the
+#   steps that finished (a .done-STEP marker each) and resumes an interrupted training.
+#   SEED (0), ROUNDS (5), STEPS_PER_ROUND (1000), EPISODES (5000 a round), FINAL (none|fresh),
+#   FINAL_STEPS (2000), WORKERS (1), THREADS (1), EVAL_EPISODES (300, 0: no evaluation) override.
+#   Time on 2 cores, two seeds side by side: about 30 min per 1,000 joint steps, 8 min per round's
+#   episodes, 2 h for FINAL=fresh.
+set -euo pipefail
+DATA=${1:?usage: scripts/make_rounds_policy.sh DATA_DIR [WORK_DIR]}
+SEED=${SEED:-0}
+WORK=${2:-runs/rounds-$SEED}
+ROUNDS=${ROUNDS:-5}
+STEPS_PER_ROUND=${STEPS_PER_ROUND:-1000}
+EPISODES=${EPISODES:-5000}
+FINAL=${FINAL:-none}
+FINAL_STEPS=${FINAL_STEPS:-2000}
+WORKERS=${WORKERS:-1}
+THREADS=${THREADS:-1}
+EVAL_EPISODES=${EVAL_EPISODES:-300}
+case "$FINAL" in none | fresh) ;; *) echo "make_rounds_policy.sh: FINAL must be none or fresh, got $FINAL" >&2; exit 2 ;; esac
+REAL=()
+for dir in "$DATA"/real-*; do [ -d "$dir" ] && REAL+=("$dir"); done
+for dir in "$DATA/sim" "$DATA/sim-onpolicy" "${REAL[0]:-$DATA/real-0}"; do
+  if [ ! -d "$dir" ]; then
+    echo "make_rounds_policy.sh: $dir is missing; DATA_DIR must hold the bench's datasets sim, sim-onpolicy and real-*" >&2
+    exit 2
+  fi
+done
+mkdir -p "$WORK"
+exec > >(tee -a "$WORK/log.txt") 2>&1
+echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, $ROUNDS rounds, final $FINAL, $(date -u +%FT%TZ)"
+
+step() {  # NAME COMMAND...: runs once per WORK_DIR
+  local name=$1; shift
+  if [ -e "$WORK/.done-$name" ]; then echo "$name: done before, skipped"; return; fi
+  echo "$name: start $(date -u +%FT%TZ)"
+  "$@"
+  touch "$WORK/.done-$name"
+  echo "$name: done after $SECONDS s"
+}
+
+RUN="$WORK/run"
+SIM=("$DATA/sim" "$DATA/sim-onpolicy")
+# every setting of the preset's rl-cyclegan run, with the identity term; --resume continues a stopped run
+TRAIN=(rlcg train --method rl-cyclegan --real-data "${REAL[@]}" --batch-size 8
+  --q-batch-size 32 --gen-width 16 --gen-blocks 4 --lambda-identity 5 --seed "$SEED" --threads "$THREADS" --resume)
+
+joint() {  # STEPS: the run continued to STEPS joint steps on the sim data so far
+  "${TRAIN[@]}" --init-q default --sim-data "${SIM[@]}" --steps "$1" --out "$RUN"
+}
+
+round() {  # K: Q_real's own grasps in sim, through G (collection seed 10 * (K + 2) + SEED, as in docs/results.md)
+  local k=$1
+  rm -rf "$WORK/bags/r$k" "$WORK/data/r$k"  # an interrupted collection starts again
+  rlcg collect --policy "$RUN/policy" --translate-with "$RUN" --explore 0.2 --episodes "$EPISODES" \
+      --seed $((10 * (k + 2) + SEED)) --workers "$WORKERS" --objects train --out "$WORK/bags/r$k"
+  rlcg data ingest "$WORK/bags/r$k" --out "$WORK/data/r$k"
+}
+
+fresh() {  # the final round: a new run from RUN with a fresh Q_real, on all the data
+  "${TRAIN[@]}" --init-run "$RUN" --fresh-q-real --q-updates-per-step 4 --q-batch-size 64 --lr-schedule q-cosine \
+      --lr-q 1e-3 --sim-data "${SIM[@]}" --steps "$FINAL_STEPS" --out "$WORK/final"
+}
+
+SECONDS=0
+step joint1 joint "$STEPS_PER_ROUND"
+for k in $(seq 1 "$ROUNDS"); do
+  step "round$k" round "$k"
+  SIM+=("$WORK/data/r$k")
+  step "joint$((k + 1))" joint $(((k + 1) * STEPS_PER_ROUND))
+done
+POLICY="$RUN/policy"
+if [ "$FINAL" = fresh ]; then
+  k=$((ROUNDS + 1))
+  step "round$k" round "$k"
+  SIM+=("$WORK/data/r$k")
+  step final fresh
+  POLICY="$WORK/final/policy"
+fi
+echo "collection and training: $SECONDS s; the policy: $POLICY"
+if [ "$EVAL_EPISODES" -gt 0 ]; then
+  for cem in "" "3 256 12"; do  # QT-Opt's search (the shipped one), then the wider one
+    rlcg eval --policy "$POLICY" --domain pseudo-real --episodes "$EVAL_EPISODES" --workers "$WORKERS" --json \
+        ${cem:+--cem $cem} | tee -a "$WORK/eval_pseudo-real.jsonl"
+  done
+fi
+echo "total: $SECONDS s"
