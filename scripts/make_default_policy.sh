@@ -28,18 +28,8 @@ if [ "$DOMAIN" != sim ] && [ "$ASSET" -ef "$SHIPPED" ]; then
   echo "make_default_policy.sh: DOMAIN=$DOMAIN would replace the shipped sim policy; give ASSET=DIR for its export" >&2
   exit 2
 fi
-mkdir -p "$WORK"
-exec > >(tee -a "$WORK/log.txt") 2>&1
+source "$(dirname "$0")/steps.sh"
 echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, domain $DOMAIN, $(date -u +%FT%TZ)"
-
-step() {  # NAME COMMAND...: runs once per WORK_DIR
-  local name=$1; shift
-  if [ -e "$WORK/.done-$name" ]; then echo "$name: done before, skipped"; return; fi
-  echo "$name: start $(date -u +%FT%TZ)"
-  "$@"
-  touch "$WORK/.done-$name"
-  echo "$name: done after $SECONDS s"
-}
 
 collect() {  # NAME POLICY EPISODES SEED_OFFSET [extra collect args]
   local name=$1 policy=$2 n=$3 off=$4; shift 4

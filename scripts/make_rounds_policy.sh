@@ -38,18 +38,8 @@ for dir in "$DATA/sim" "$DATA/sim-onpolicy" "${REAL[0]:-$DATA/real-0}"; do
     exit 2
   fi
 done
-mkdir -p "$WORK"
-exec > >(tee -a "$WORK/log.txt") 2>&1
+source "$(dirname "$0")/steps.sh"
 echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, $ROUNDS rounds, final $FINAL, $(date -u +%FT%TZ)"
-
-step() {  # NAME COMMAND...: runs once per WORK_DIR
-  local name=$1; shift
-  if [ -e "$WORK/.done-$name" ]; then echo "$name: done before, skipped"; return; fi
-  echo "$name: start $(date -u +%FT%TZ)"
-  "$@"
-  touch "$WORK/.done-$name"
-  echo "$name: done after $SECONDS s"
-}
 
 RUN="$WORK/run"
 SIM=("$DATA/sim" "$DATA/sim-onpolicy")
