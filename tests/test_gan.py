@@ -567,7 +567,7 @@ def test_init_run_starts_every_network_from_a_run_s_checkpoint_as_a_new_run(tmp_
     with pytest.raises(RlcgError, match="pass one"):
         _trainer(tmp_path / "both", init_run=tmp_path / "source", init_q=tmp_path / "source" / "policy")
     _trainer(tmp_path / "cyclegan", method="cyclegan", steps=2).fit(progress=False)
-    with pytest.raises(RlcgError, match="a cyclegan run holds no Q_sim, which rl-cyclegan needs"):
+    with pytest.raises(RlcgError, match="a cyclegan run holds no Q_sim, Q_sim_target, which rl-cyclegan needs"):
         _trainer(tmp_path / "from-cyclegan", init_run=tmp_path / "cyclegan")
     assert _trainer(tmp_path / "gan", method="gan", init_run=tmp_path / "source").nets.keys() == {
         "G",

@@ -412,12 +412,6 @@ class RLCycleGANTrainer:
             raise RlcgError("fresh_q_real starts Q_real from scratch and Q_sim from init_q or init_run: it needs both")
         if init_q is not None:
             self._init_q(qs, init_q, q_real=not fresh_q_real)
-        from_run: dict[str, torch.Tensor] = {}
-        if init_run is not None:
-            nets = {"G": gens.G, "F": gens.F, "D_Y": discs.D_Y, "D_X": discs.D_X, "Q_sim": qs.Q_sim}
-            if not fresh_q_real:
-                nets["Q_real"] = qs.Q_real
-            from_run = self._init_from_run(init_run, qnet_config, {k: v for k, v in nets.items() if v is not None})
         # Batches arrive channels_last (QNetwork.preprocess); with channels_last weights too, no
         # convolution converts layouts.
         fmt = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -425,15 +419,14 @@ class RLCycleGANTrainer:
         self.discs = self.dist.wrap(discs.to(self.device, memory_format=fmt))
         self.qs = self.dist.wrap(qs.to(self.device, memory_format=fmt))
         self.q_targets = copy.deepcopy(_unwrap(self.qs)).eval()
-        if from_run:  # the run's Polyak targets of the Q-networks it started, so their TD targets carry on
-            targets = {"Q_sim_target": self.q_targets.Q_sim}
-            if not fresh_q_real:
-                targets["Q_real_target"] = self.q_targets.Q_real
-            _load_named(from_run, {k: v for k, v in targets.items() if v is not None})
         # SWA of Q_real (q_real_average_from): the running mean of its weights
         self.q_real_average = (
             copy.deepcopy(_unwrap(self.qs).Q_real).eval() if config.q_real_average_from is not None else None
         )
+        if init_run is not None:  # the Polyak targets too, so the run's TD targets carry on; the average starts anew
+            fresh = ("Q_real", "Q_real_target") if fresh_q_real else ()
+            nets = {k: v for k, v in self.nets.items() if k not in (*fresh, "Q_real_average")}
+            self._init_from_run(init_run, qnet_config, nets)
         betas = (0.5, 0.999)
         fused = True if config.fused_adam else None  # None: PyTorch's default (for-loop on CPU, foreach on CUDA)
         self.opt_g = torch.optim.Adam(self.gens.parameters(), lr=config.lr_gan, betas=betas, fused=fused)
@@ -462,13 +455,11 @@ class RLCycleGANTrainer:
         if qs.Q_sim is not None:
             qs.Q_sim.load_state_dict(weights)
 
-    def _init_from_run(
-        self, run: str | Path, qnet_config: QNetConfig, nets: dict[str, nn.Module]
-    ) -> dict[str, torch.Tensor]:
+    def _init_from_run(self, run: str | Path, qnet_config: QNetConfig, nets: dict[str, nn.Module]) -> None:
         """Start this run's networks from another GAN run's last checkpoint: a new run, with fresh
         optimizers and its own objective and schedule, from where that one stopped (for example a
         fresh Q_real on data collected by an earlier run's policy, with that run's G, F and
-        discriminators carrying on). Returns the checkpoint's weights."""
+        discriminators carrying on)."""
         cfg, weights, _ = load_checkpoint(Path(run) / "checkpoint", kind=CHECKPOINT_KIND)
         if cfg["qnet"] != to_dict(qnet_config):
             raise RlcgError(f"--init-run {run}: its Q-network differs from this run's ({cfg['qnet']})")
@@ -486,7 +477,6 @@ class RLCycleGANTrainer:
                 f"--init-run {run}: a {theirs.method} run holds no {', '.join(missing)}, which {self.cfg.method} needs"
             )
         _load_named(weights, nets)
-        return weights
 
     @property
     def nets(self) -> dict[str, nn.Module]:
