@@ -11,8 +11,9 @@
 # Usage (from the repository root, venv active): scripts/make_rounds_policy.sh DATA_DIR [WORK_DIR]
 #   DATA_DIR holds the transfer bench's ingested datasets, sim, sim-onpolicy and real-* (every one is
 #   used), as `rlcg bench transfer --real-domain pseudo-real --preset paper --out REPORT` leaves them
-#   in REPORT/data (real-0, real-1 and real-2 there). WORK_DIR defaults to runs/rounds-$SEED. Re-running with the same WORK_DIR skips the
-#   steps that finished (a .done-STEP marker each) and resumes an interrupted training.
+#   in REPORT/data (real-0, real-1 and real-2 there). WORK_DIR defaults to runs/rounds-$SEED.
+#   Re-running with the same WORK_DIR skips the steps that finished (a .done-STEP marker each) and
+#   resumes an interrupted training.
 #   SEED (0), ROUNDS (5), STEPS_PER_ROUND (1000), EPISODES (5000 a round), FINAL (none|fresh),
 #   FINAL_STEPS (2000), WORKERS (1), THREADS (1), EVAL_EPISODES (300, 0: no evaluation) override.
 #   Time on 2 cores, two seeds side by side: about 30 min per 1,000 joint steps, 8 min per round's
