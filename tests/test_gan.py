@@ -561,6 +561,15 @@ def test_init_run_starts_every_network_from_a_run_s_checkpoint_as_a_new_run(tmp_
         assert not torch.equal(_params(fresh.nets[name]), stored(name)), name
     fresh.fit(progress=False)  # and it trains on from there
     assert fresh.step == 2 and not torch.equal(_params(fresh.nets["G"]), stored("G"))
+    # resumed with the same options, it carries on from its own checkpoint, not from RUN's or from scratch
+    _, own, _ = load_checkpoint(tmp_path / "fresh" / "checkpoint", kind="rl-cyclegan")
+    resumed = _trainer(tmp_path / "fresh", steps=4, resume=True, init_run=tmp_path / "source", fresh_q_real=True)
+    assert resumed.step == 2 and resumed.opt_q.state
+    for name in every:
+        own_params = torch.cat([own[f"{name}.{k}"].flatten() for k, _ in resumed.nets[name].named_parameters()])
+        assert torch.equal(_params(resumed.nets[name]), own_params), name
+    resumed.fit(progress=False)
+    assert resumed.step == 4
 
     with pytest.raises(RlcgError, match="its generator .* differs"):
         _trainer(tmp_path / "wide", init_run=tmp_path / "source", generator=GeneratorConfig(width=8, blocks=1))
