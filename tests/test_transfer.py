@@ -126,3 +126,29 @@ def test_bench_transfer_refuses_a_missing_sim_only_policy_before_collecting(tmp_
     assert main([*args, "--no-progress"]) != 0
     assert "nowhere" in capsys.readouterr().err
     assert not (out / "data").exists()
+
+
+def test_the_rounds_figure_draws_from_figures_that_docs_results_md_reports(tmp_path):
+    """scripts/plot_rounds_steps.py holds the per-seed successes behind the rounds figure: each point's
+    pair of seeds and its two-seed success must be ones that docs/results.md gives, and the figure must draw."""
+    import importlib.util
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("plot_rounds_steps", root / "scripts" / "plot_rounds_steps.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    results = (root / "docs" / "results.md").read_text()
+    for _, _, series in plot.PANELS:
+        for label, *_, points in series:
+            for step, per_seed in points.items():
+                both, lo, hi = plot.over_both_seeds(per_seed)
+                assert lo < both < hi
+                assert f"{both:.1f}%" in results, (label, step, per_seed)
+                # as "a% | b%", "a% [lo, hi] | b%" (the seeds' columns) or "a / b"
+                a, b = (re.escape(f"{p:.1f}") for p in per_seed)
+                assert re.search(rf"\b{a}%?( \[[\d., ]+\])? (\||/) {b}\b", results), (label, step, per_seed)
+    assert plot.over_both_seeds((79.0, 79.3))[0] == pytest.approx(100 * 475 / 600)
+    out = tmp_path / "steps.png"
+    plot.plot(out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
