@@ -8,6 +8,9 @@
 #   (rlcg train --init-run --fresh-q-real): G, F, the discriminators and Q_sim carry on, Q_real
 #   starts from scratch and gets the sim policy's final round on all the data (4 updates of 64 per
 #   joint step, its rate 1e-3 on a cosine) -- what made the shipped sim policy (make_default_policy.sh).
+#   With CALIBRATE=yes (the default) the policy's grasp offset is then fitted to the outcomes of the
+#   real episodes (rlcg calibrate, at least MIN_GRASPS of them) into WORK_DIR/calibrated, and both
+#   policies are evaluated; where the fit fails (say so and why), the trained policy alone.
 # Usage (from the repository root, venv active): scripts/make_rounds_policy.sh DATA_DIR [WORK_DIR]
 #   DATA_DIR holds the transfer bench's ingested datasets, sim, sim-onpolicy and real-* (every one is
 #   used), as `rlcg bench transfer --real-domain pseudo-real --preset paper --out REPORT` leaves them
@@ -15,7 +18,8 @@
 #   Re-running with the same WORK_DIR skips the steps that finished (a .done-STEP marker each) and
 #   resumes an interrupted training.
 #   SEED (0), ROUNDS (5), STEPS_PER_ROUND (1000), EPISODES (5000 a round), FINAL (none|fresh),
-#   FINAL_STEPS (2000), WORKERS (1), THREADS (1), EVAL_EPISODES (300, 0: no evaluation) override.
+#   FINAL_STEPS (2000), CALIBRATE (yes|no), MIN_GRASPS (100), WORKERS (1), THREADS (1),
+#   EVAL_EPISODES (300, 0: no evaluation) override.
 #   Time on 2 cores, two seeds side by side: about 30 min per 1,000 joint steps, 8 min per round's
 #   episodes, 2 h for FINAL=fresh.
 set -euo pipefail
@@ -27,10 +31,13 @@ STEPS_PER_ROUND=${STEPS_PER_ROUND:-1000}
 EPISODES=${EPISODES:-5000}
 FINAL=${FINAL:-none}
 FINAL_STEPS=${FINAL_STEPS:-2000}
+CALIBRATE=${CALIBRATE:-yes}
+MIN_GRASPS=${MIN_GRASPS:-100}
 WORKERS=${WORKERS:-1}
 THREADS=${THREADS:-1}
 EVAL_EPISODES=${EVAL_EPISODES:-300}
 case "$FINAL" in none | fresh) ;; *) echo "make_rounds_policy.sh: FINAL must be none or fresh, got $FINAL" >&2; exit 2 ;; esac
+case "$CALIBRATE" in yes | no) ;; *) echo "make_rounds_policy.sh: CALIBRATE must be yes or no, got $CALIBRATE" >&2; exit 2 ;; esac
 REAL=()
 for dir in "$DATA"/real-*; do [ -d "$dir" ] && REAL+=("$dir"); done
 for dir in "$DATA/sim" "$DATA/sim-onpolicy" "${REAL[0]:-$DATA/real-0}"; do
@@ -81,10 +88,20 @@ if [ "$FINAL" = fresh ]; then
   POLICY="$WORK/final/policy"
 fi
 echo "collection and training: $SECONDS s; the policy: $POLICY"
+POLICIES=("$POLICY")
+if [ "$CALIBRATE" = yes ]; then  # the grasp offset that explains the real episodes' outcomes best
+  if rlcg calibrate --policy "$POLICY" --data "${REAL[@]}" --min-grasps "$MIN_GRASPS" --out "$WORK/calibrated"; then
+    POLICIES+=("$WORK/calibrated")
+  else  # the trained policy stands; a failed fit (too few grasps, an offset beyond the bound) only says so
+    echo "make_rounds_policy.sh: no calibrated policy (rlcg calibrate failed, above); evaluating $POLICY alone" >&2
+  fi
+fi
 if [ "$EVAL_EPISODES" -gt 0 ]; then
-  for cem in "" "3 256 12"; do  # QT-Opt's search (the shipped one), then the wider one
-    rlcg eval --policy "$POLICY" --domain pseudo-real --episodes "$EVAL_EPISODES" --workers "$WORKERS" --json \
-        ${cem:+--cem $cem} | tee -a "$WORK/eval_pseudo-real.jsonl"
+  for policy in "${POLICIES[@]}"; do
+    for cem in "" "3 256 12"; do  # QT-Opt's search (the shipped one), then the wider one
+      rlcg eval --policy "$policy" --domain pseudo-real --episodes "$EVAL_EPISODES" --workers "$WORKERS" --json \
+          ${cem:+--cem $cem} | tee -a "$WORK/eval_pseudo-real.jsonl"
+    done
   done
 fi
 echo "total: $SECONDS s"

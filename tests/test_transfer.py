@@ -91,7 +91,7 @@ def test_make_rounds_policy_runs_its_rounds_and_a_fresh_final_round_on_the_bench
     run with a fresh Q_real; a second call redoes nothing."""
     data, work = given_sim_only_bench / "data", tmp_path / "work"
     toy = {"SEED": "3", "ROUNDS": "1", "STEPS_PER_ROUND": "2", "EPISODES": "3", "FINAL": "fresh", "FINAL_STEPS": "2"}
-    proc = _rounds_script(data, work, **toy, EVAL_EPISODES="2")
+    proc = _rounds_script(data, work, **toy, EVAL_EPISODES="2", MIN_GRASPS="10")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = json.loads((work / "run" / "checkpoint" / "config.json").read_text())["config"]
     assert run["steps_done"] == 4 and run["train"]["weights"]["identity"] == 5
@@ -106,6 +106,10 @@ def test_make_rounds_policy_runs_its_rounds_and_a_fresh_final_round_on_the_bench
     assert final["steps_done"] == 2 and final["fresh_q_real"] is True
     assert final["init_run"] == str((work / "run").resolve())
     assert final["train"]["q_updates_per_step"] == 4 and final["train"]["lr_schedule"] == "q-cosine"
+    # the calibration ran on the bench's 24 real grasps; a toy Q_real's fit ends on the offset's bound,
+    # which the script reports and then evaluates the trained policy alone
+    assert "rlcg calibrate: error: the best offset" in proc.stdout and "evaluating" in proc.stdout
+    assert not (work / "calibrated").exists()
     evals = [json.loads(line) for line in (work / "eval_pseudo-real.jsonl").read_text().splitlines()]
     assert [e["policy"] for e in evals] == [str(work / "final" / "policy")] * 2
     assert [e.get("cem") for e in evals][1] == {"iterations": 3, "population": 256, "elites": 12}
@@ -114,7 +118,8 @@ def test_make_rounds_policy_runs_its_rounds_and_a_fresh_final_round_on_the_bench
     assert again.returncode == 0
     assert again.stdout.count("done before, skipped") == 5  # joint1, round1, joint2, round2, final
 
-    for env, message in (({"FINAL": "twice"}, "FINAL must be none or fresh"), ({}, "is missing")):
+    bad_env = (({"FINAL": "twice"}, "FINAL must be none or fresh"), ({"CALIBRATE": "1"}, "CALIBRATE must be yes or no"))
+    for env, message in (*bad_env, ({}, "is missing")):
         bad = _rounds_script(tmp_path / "nothing", tmp_path / "bad", **env)
         assert bad.returncode == 2 and message in bad.stderr
         assert not (tmp_path / "bad").exists()

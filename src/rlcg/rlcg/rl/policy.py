@@ -14,8 +14,10 @@ import torch
 
 from rlcg import paths
 from rlcg.configio import from_dict, to_dict
+from rlcg.errors import RlcgError
 from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
 from rlcg.policies import Decision, Observation, clip_to_bounds
+from rlcg.rl.calibrate import check_grasp_offset
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcg.sim.camera import TablePlaneProjector
@@ -51,12 +53,15 @@ class LearnedPolicy:
         device: str | torch.device = "cpu",
         name: str = "learned",
         floor_z: float = 0.02,
+        grasp_offset: tuple[float, float] = (0.0, 0.0),
     ):
         self.device = torch.device(device)
         self.qnet = qnet.to(self.device).eval()
         self.cem = cem or CEMConfig()
         self.name = name
         self.floor_z = floor_z
+        # (dx, dy) m added to the chosen grasp: `rlcg calibrate` fits it to recorded real outcomes
+        self.grasp_offset = check_grasp_offset(grasp_offset)
 
     @property
     def bounds(self) -> WorkspaceBounds:
@@ -89,8 +94,10 @@ class LearnedPolicy:
             device=self.device,
         )
         # CEM works in float32; clip in float64 so that a sample on a bound is not a hair outside it.
-        action = clip_to_bounds(actions[0].double().numpy(), obs.bounds)
-        return Decision(action, float(torch.sigmoid(logits[0])))
+        # The calibrated offset is added before clipping, so a shifted grasp never leaves the workspace.
+        action = actions[0].double().numpy()
+        action[:2] += self.grasp_offset
+        return Decision(clip_to_bounds(action, obs.bounds), float(torch.sigmoid(logits[0])))
 
     @torch.no_grad()
     def q_values(self, image: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -169,7 +176,11 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", cem: CEMCo
         raise CheckpointError(f"{ckpt}: weights do not match the network in config.json ({exc})") from exc
     cem_cfg = cem or from_dict(CEMConfig, config.get("cem", {}), "checkpoint cem config")
     name = "default" if str(path) == "default" else f"checkpoint:{ckpt.name}"
-    return LearnedPolicy(qnet, cem_cfg, device=device, name=name)
+    try:
+        offset = check_grasp_offset(config.get("grasp_offset", (0.0, 0.0)), f"{ckpt}: grasp_offset")
+    except RlcgError as exc:
+        raise CheckpointError(str(exc)) from exc
+    return LearnedPolicy(qnet, cem_cfg, device=device, name=name, grasp_offset=offset)
 
 
 def export_policy(src: str | Path, dst: str | Path, note: str = "") -> Path:
