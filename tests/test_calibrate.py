@@ -124,6 +124,14 @@ def test_calibrate_cli(tmp_path, capsys):
     assert max(abs(v) for v in report["offset"]) < 0.01, report
     assert main(["calibrate", "--data", str(bag), "--out", str(tmp_path / "cal2")]) == 0
     assert "calibrate: 120 recorded grasps" in capsys.readouterr().out
+    # evaluations say which offset they ran with; the uncalibrated policy's say none
+    evaluate = ["eval", "--episodes", "2", "--no-progress", "--policy"]
+    assert main([*evaluate, str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["grasp_offset"] == pytest.approx(report["offset"])
+    assert main([*evaluate, str(out)]) == 0
+    assert "(grasp offset {:+.1f}, {:+.1f} mm)".format(*(1000 * v for v in report["offset"])) in capsys.readouterr().out
+    assert main([*evaluate, "default", "--json"]) == 0
+    assert "grasp_offset" not in json.loads(capsys.readouterr().out)
     assert main(["calibrate", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) == 2
     assert "no such dataset" in capsys.readouterr().err
     assert main(["calibrate", "--policy", str(out), "--data", str(bag), "--out", str(out)]) == 2

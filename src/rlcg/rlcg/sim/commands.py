@@ -227,6 +227,22 @@ def _cem_label(cem: tuple[int, int, int] | None) -> str:
     return "" if cem is None else " (CEM {} x {}, {} elites)".format(*cem)
 
 
+def _grasp_offset_of(policy: str) -> list[float] | None:
+    """The calibrated grasp offset a policy checkpoint carries (`rlcg calibrate`), None where there is none."""
+    if policy in ("random", "scripted", "oracle"):
+        return None
+    from rlcg.rl.checkpoint import read_checkpoint_meta
+    from rlcg.rl.policy import resolve_policy_path
+
+    _, meta = read_checkpoint_meta(resolve_policy_path(policy))
+    offset = meta["config"].get("grasp_offset")
+    return [float(v) for v in offset] if offset and any(offset) else None
+
+
+def _offset_label(offset: list[float] | None) -> str:
+    return "" if offset is None else " (grasp offset {:+.1f}, {:+.1f} mm)".format(*(1000 * v for v in offset))
+
+
 def cmd_sim(args) -> int:
     from rlcg.eval.stats import success_report
     from rlcg.rollout import rollout
@@ -248,12 +264,16 @@ def cmd_sim(args) -> int:
         report["cem"] = dict(zip(("iterations", "population", "elites"), spec.cem, strict=True))
     if spec.translate_with is not None:
         report["translate_with"] = spec.translate_with
+    offset = _grasp_offset_of(args.policy)
+    if offset is not None:
+        report["grasp_offset"] = offset
     if args.json:
         print(json.dumps(report))
     else:
         lo, hi = report["ci95"]
         print(
-            f"{args.policy}{_cem_label(spec.cem)}{_translate_label(spec.translate_with)} on {spec.domain.name} "
+            f"{args.policy}{_cem_label(spec.cem)}{_offset_label(offset)}{_translate_label(spec.translate_with)} "
+            f"on {spec.domain.name} "
             f"({args.bins} bin, {spec.split} objects, seed {args.seed}): "
             f"success {report['success_rate']:.1%} [95% CI {lo:.1%}, {hi:.1%}] over {summary.episodes} episodes"
         )
