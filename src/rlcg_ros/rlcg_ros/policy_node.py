@@ -50,7 +50,8 @@ class PolicyNode(Node):
         self.create_timer(self.settings.decision_period_s, self._tick, callback_group=group)
         self.get_logger().info(
             f"policy {getattr(self.runner.policy, 'name', self.settings.model)} ready; workspace "
-            f"x {self.runner.bounds.x} y {self.runner.bounds.y}; max image age {self.settings.max_image_age_s} s"
+            f"x {self.runner.bounds.x} y {self.runner.bounds.y}; max image age {self.settings.max_image_age_s} s; "
+            f"grasp offset {getattr(self.runner.policy, 'grasp_offset', (0.0, 0.0))} m (rlcg calibrate)"
         )
 
     # ----------------------------------------------------------------- callbacks
