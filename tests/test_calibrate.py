@@ -49,7 +49,10 @@ def outcomes_of_a_shifted_policy(scenes: np.ndarray, true_offset, per_scene: int
 @pytest.mark.parametrize("true_offset", [(0.006, -0.004), (0.0, 0.0)])
 def test_fit_recovers_the_offset_the_outcomes_were_drawn_with(scenes, true_offset):
     policy, images, actions, rewards = outcomes_of_a_shifted_policy(scenes, true_offset)
+    policy.qnet.train()
     fit = fit_grasp_offset(policy.qnet, images, actions, rewards)
+    # the caller's network comes back as it was: in its mode, its weights trainable
+    assert policy.qnet.training and all(p.requires_grad for p in policy.qnet.parameters())
     assert fit.grasps == 1000 and 0 < fit.successes < 1000
     error = np.abs(np.subtract(fit.offset, true_offset))
     stderr = np.asarray(fit.stderr)

@@ -84,8 +84,6 @@ def fit_grasp_offset(
 ) -> OffsetFit:
     """Maximum-likelihood (dx, dy) within +-``max_offset`` of recorded grasps' 0/1 ``rewards`` under
     sigmoid Q(image, action - d). A coarse grid finds the basin, L-BFGS refines inside it."""
-    from rlcg.models.qnet import QNetwork
-
     if not 0 < max_offset <= MAX_GRASP_OFFSET:
         raise CalibrationError(f"max_offset must be in (0, {MAX_GRASP_OFFSET}] m, got {max_offset}")
     n, successes = len(rewards), int(np.sum(rewards))
@@ -93,8 +91,21 @@ def fit_grasp_offset(
         raise CalibrationError(f"{n} recorded grasps are too few to calibrate on; record at least {min_grasps}")
     if successes in (0, n):
         raise CalibrationError(f"all {n} recorded grasps {'succeeded' if successes else 'failed'}: no information")
+    was_training, grad_flags = qnet.training, [p.requires_grad for p in qnet.parameters()]
+    qnet.eval().requires_grad_(False)  # only d is fitted; the caller's network is restored below
+    try:
+        return _fit(qnet, images, actions, rewards, max_offset)
+    finally:
+        qnet.train(was_training)
+        for p, flag in zip(qnet.parameters(), grad_flags):
+            p.requires_grad_(flag)
+
+
+def _fit(qnet, images, actions, rewards, max_offset: float) -> OffsetFit:
+    from rlcg.models.qnet import QNetwork
+
+    n, successes = len(rewards), int(np.sum(rewards))
     device = next(qnet.parameters()).device
-    qnet = qnet.eval()
     with torch.no_grad():
         features = torch.cat(
             [
@@ -118,8 +129,6 @@ def fit_grasp_offset(
         if not torch.isfinite(scores).all():
             raise CalibrationError("the Q-network gives NaN or infinity on the recorded grasps (diverged?)")
         i, j = divmod(int(scores.argmin()), len(grid))
-    for p in qnet.parameters():
-        p.requires_grad_(False)
     d = torch.stack([grid[i], grid[j]]).clone().requires_grad_(True)
     opt = torch.optim.LBFGS([d], lr=1, max_iter=50, line_search_fn="strong_wolfe")
 
@@ -160,15 +169,21 @@ def fit_grasp_offset(
     )
 
 
+def check_out_path(src: str | Path, dst: str | Path) -> None:
+    """Refuse to write the calibrated copy over the policy it is calibrated from."""
+    from rlcg.rl.policy import resolve_policy_path
+
+    if Path(dst).resolve() == resolve_policy_path(src).resolve():
+        raise CalibrationError(f"--out {dst} is the policy itself: write the calibrated policy elsewhere")
+
+
 def calibrate_policy(src: str | Path, dst: str | Path, fit: OffsetFit, data: list[str]) -> Path:
     """Copy the policy checkpoint ``src`` to ``dst`` with the fitted grasp offset in its config
     (``grasp_offset``) and a record of the fit (``calibration``); ``src`` is never changed."""
     from rlcg.rl.checkpoint import load_checkpoint, save_checkpoint
     from rlcg.rl.policy import POLICY_KIND, resolve_policy_path
 
-    src_path = resolve_policy_path(src)
-    if Path(dst).resolve() == src_path.resolve():
-        raise CalibrationError(f"--out {dst} is the policy itself: write the calibrated policy elsewhere")
-    config, weights, _ = load_checkpoint(src_path, kind=POLICY_KIND)
+    check_out_path(src, dst)
+    config, weights, _ = load_checkpoint(resolve_policy_path(src), kind=POLICY_KIND)
     config = {**config, "grasp_offset": list(fit.offset), "calibration": {**fit.to_dict(), "data": data}}
     return save_checkpoint(dst, POLICY_KIND, config, weights)

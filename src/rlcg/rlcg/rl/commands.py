@@ -304,14 +304,13 @@ def cmd_eval_data(args) -> int:
 
 def cmd_calibrate(args) -> int:
     from rlcg.data.dataset import TransitionDataset
-    from rlcg.rl.calibrate import calibrate_policy, fit_grasp_offset, recorded_grasps
-    from rlcg.rl.policy import load_policy, resolve_policy_path
+    from rlcg.rl.calibrate import calibrate_policy, check_out_path, fit_grasp_offset, recorded_grasps
+    from rlcg.rl.policy import load_policy
 
     for path in args.data:
         if not Path(path).exists():
             raise CommandError(f"--data {path}: no such dataset or bag directory")
-    if Path(args.out).resolve() == resolve_policy_path(args.policy).resolve():
-        raise CommandError(f"--out {args.out} is the policy itself: write the calibrated policy elsewhere")
+    check_out_path(args.policy, args.out)  # before the fit, not after it
     policy = load_policy(args.policy, device=resolve_device(args.device))
     images, actions, rewards = recorded_grasps([TransitionDataset.open(p) for p in args.data], policy.image_size)
     fit = fit_grasp_offset(
