@@ -85,40 +85,61 @@ def _rounds_script(data: Path, work: Path, **env: str) -> subprocess.CompletedPr
     )
 
 
-def test_make_rounds_policy_runs_its_rounds_and_a_fresh_final_round_on_the_bench_s_data(given_sim_only_bench, tmp_path):
+def test_make_rounds_policy_runs_its_rounds_a_fresh_final_round_and_a_real_round_on_the_bench_s_data(
+    given_sim_only_bench, tmp_path
+):
     """scripts/make_rounds_policy.sh at toy size on the bench's datasets: a round's episodes are
     Q_real's own (collected through G) and join the sim data; the final run starts from the rounds
-    run with a fresh Q_real; a second call redoes nothing."""
+    run with a fresh Q_real; a real round's episodes are the final policy's own grasps in pseudo-real,
+    and the next run learns from them by TD; a second call redoes nothing."""
     data, work = given_sim_only_bench / "data", tmp_path / "work"
     toy = {"SEED": "3", "ROUNDS": "1", "STEPS_PER_ROUND": "2", "EPISODES": "3", "FINAL": "fresh", "FINAL_STEPS": "2"}
+    toy |= {"REAL_ROUNDS": "1", "REAL_EPISODES": "3", "REAL_STEPS": "2"}
     proc = _rounds_script(data, work, **toy, EVAL_EPISODES="2", MIN_GRASPS="10")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = json.loads((work / "run" / "checkpoint" / "config.json").read_text())["config"]
     assert run["steps_done"] == 4 and run["train"]["weights"]["identity"] == 5
-    for k, base_seed in ((1, 33), (2, 43)):  # collection seeds 10 * (K + 2) + SEED, as in docs/results.md
-        assert json.loads((work / "data" / f"r{k}" / "dataset.json").read_text())["episodes"] == 3, k
-        bag = next((work / "bags" / f"r{k}").iterdir())
+    # collection seeds 10 * (K + 2) + SEED for sim round K, 10 * (ROUNDS + J + 2) + SEED for real round J,
+    # as in docs/results.md
+    for name, base_seed, domain, policy in (
+        ("r1", 33, "sim", f"+explore0.2+G({work / 'run'})"),
+        ("r2", 43, "sim", f"+explore0.2+G({work / 'run'})"),
+        ("own1", 43, "pseudo-real", f"{work / 'final' / 'policy'}+explore0.2"),
+    ):
+        assert json.loads((work / "data" / name / "dataset.json").read_text())["episodes"] == 3, name
+        bag = next((work / "bags" / name).iterdir())
         messages = BagReader(bag, Problems()).messages()
         infos = [episode_info(cdr) for topic, _, _, cdr in messages if topic == "/rlcg/episode"]
-        assert [i.seed for i in infos] == [episode_seed(base_seed, i) for i in range(3)], k
-        assert all(i.policy_id.endswith(f"+explore0.2+G({work / 'run'})") for i in infos), infos[0].policy_id
+        assert [i.seed for i in infos] == [episode_seed(base_seed, i) for i in range(3)], name
+        assert {i.domain for i in infos} == {domain}, name
+        assert all(i.policy_id.endswith(policy) for i in infos), (name, infos[0].policy_id)
     final = json.loads((work / "final" / "checkpoint" / "config.json").read_text())["config"]
     assert final["steps_done"] == 2 and final["fresh_q_real"] is True
     assert final["init_run"] == str((work / "run").resolve())
     assert final["train"]["q_updates_per_step"] == 4 and final["train"]["lr_schedule"] == "q-cosine"
-    # the calibration ran on the bench's 24 real grasps; a toy Q_real's fit ends on the offset's bound,
-    # which the script reports and then evaluates the trained policy alone
-    assert "rlcg calibrate: error: the best offset" in proc.stdout and "evaluating" in proc.stdout
-    assert not (work / "calibrated").exists()
+    own = json.loads((work / "own-1" / "checkpoint" / "config.json").read_text())["config"]
+    assert own["steps_done"] == 2 and own["init_run"] == str((work / "final").resolve())
+    assert own["train"]["real_rl"] is True and own["train"]["real_rl_share"] == 0.25
+    real_data = own["provenance"]["command"].split("--real-data ")[1].split(" --")[0].split()
+    assert real_data == [*map(str, sorted(data.glob("real-*"))), str(work / "data" / "own1")]
+    # the calibrations ran on the bench's 24 real grasps; a toy Q_real's fit ends on the offset's bound,
+    # which the script reports and then goes on with the trained policy alone
+    assert proc.stdout.count("rlcg calibrate: error: the best offset") == 2
+    assert "going on with" in proc.stdout
+    assert not (work / "calibrated").exists() and not (work / "own-1-calibrated").exists()
     evals = [json.loads(line) for line in (work / "eval_pseudo-real.jsonl").read_text().splitlines()]
-    assert [e["policy"] for e in evals] == [str(work / "final" / "policy")] * 2
+    assert [e["policy"] for e in evals] == [str(work / "own-1" / "policy")] * 2
     assert [e.get("cem") for e in evals][1] == {"iterations": 3, "population": 256, "elites": 12}
 
     again = _rounds_script(data, work, **toy, EVAL_EPISODES="0")
     assert again.returncode == 0
-    assert again.stdout.count("done before, skipped") == 5  # joint1, round1, joint2, round2, final
+    assert again.stdout.count("done before, skipped") == 7  # joint1, round1, joint2, round2, final, own-round1, own-1
 
-    bad_env = (({"FINAL": "twice"}, "FINAL must be none or fresh"), ({"CALIBRATE": "1"}, "CALIBRATE must be yes or no"))
+    bad_env = (
+        ({"FINAL": "twice"}, "FINAL must be none or fresh"),
+        ({"CALIBRATE": "1"}, "CALIBRATE must be yes or no"),
+        ({"REAL_ROUNDS": "two"}, "REAL_ROUNDS must be a whole number"),
+    )
     for env, message in (*bad_env, ({}, "is missing")):
         bad = _rounds_script(tmp_path / "nothing", tmp_path / "bad", **env)
         assert bad.returncode == 2 and message in bad.stderr
