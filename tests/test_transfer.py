@@ -178,3 +178,37 @@ def test_the_rounds_figure_draws_from_figures_that_docs_results_md_reports(tmp_p
     out = tmp_path / "steps.png"
     plot.plot(out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_the_target_figure_draws_from_the_successes_that_docs_results_md_reports(tmp_path):
+    """scripts/plot_target_scenes.py holds the successes behind the three-scene-set tables: each
+    policy's per-seed rates on each set, its rate over all sets with its interval, its gap to the sim
+    policy, and the sim policy's rates must be the ones docs/results.md gives, and the figure must draw."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("plot_target_scenes", root / "scripts" / "plot_target_scenes.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    section = (root / "docs" / "results.md").read_text().split("**Three sets of evaluation scenes")[1]
+    tables = [block for block in section.split("\n\n") if block.startswith("| CEM")]
+    assert len(tables) == len(plot.PANELS) == 2
+    for table, (_, sim, policies) in zip(tables, plot.PANELS):
+        rows = table.splitlines()[2:]
+        sim_row, policy_rows = rows[0], rows[1:]
+        assert [f"{100 * sim[s] / plot.EPISODES:.1f}%" in sim_row for s in plot.SCENE_SETS] == [True] * 3
+        lo, hi = (100 * v for v in plot.wilson_interval(sum(sim.values()), plot.EPISODES * len(sim)))
+        assert f"{plot.sim_policy_pooled(sim):.1f}% [{lo:.1f}, {hi:.1f}]" in sim_row
+        assert len(policy_rows) == len(policies) == len(plot.LABELS)
+        for row, per_set in zip(policy_rows, policies):
+            for scenes in plot.SCENE_SETS:
+                seeds = " / ".join(f"{100 * k / plot.EPISODES:.1f}" for k in per_set[scenes])
+                over_seeds = 100 * sum(per_set[scenes]) / (plot.EPISODES * 3)
+                assert f"{seeds}: {over_seeds:.1f}%" in row, (row, scenes)
+            assert "{:.1f}% [{:.1f}, {:.1f}]".format(*plot.pooled(per_set)) in row
+            assert "{:.1f} [{:.1f}, {:.1f}]".format(*plot.points_under_sim(sim, per_set)) in row
+    # one count by hand: the calibrated step-6,000 policies over all sets, QT-Opt's search
+    assert plot.pooled(plot.PANELS[0][2][1])[0] == pytest.approx(100 * 2143 / 2700)
+    out = tmp_path / "target.png"
+    plot.plot(out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
