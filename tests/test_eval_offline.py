@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 from rlcg.cli import main
 from rlcg.data.dataset import TransitionDataset
 from rlcg.errors import RlcgError
-from rlcg.eval.offline import roc_auc, score_outcomes
+from rlcg.eval.offline import final_grasps, roc_auc, score_outcomes
 from rlcg.rl.policy import load_policy
 
 
@@ -356,3 +357,50 @@ def test_collect_and_eval_through_g_record_the_sim_images_and_refuse_what_does_n
     small = LearnedPolicy(QNetwork(QNetConfig(image_size=32, channels=(8, 16), merge_size=8)))
     with pytest.raises(TranslateError, match="64x64 images, the policy on 32x32"):
         translated_policy(small, cyclegan_run)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOMAINS = ROOT / "docs" / "domains"
+
+
+def _load_script(name: str):
+    import importlib.util
+
+    path = ROOT / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pair_searches_pairs_two_recorded_evaluations_scene_by_scene(tmp_path, capsys):
+    """scripts/pair_searches.py: the same scenes under two searches, paired by episode seed. A
+    recording of other scenes (another --seed) or through another camera (sim-camera.yaml) is refused."""
+    pair = _load_script("pair_searches")
+
+    def evaluate(out, *extra):
+        args = ["eval", "--policy", "default", "--episodes", "8", "--no-progress", "--json", "--record", str(out)]
+        assert main([*args, *extra]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    # pseudo-real: the sim policy both grasps and misses there, and each search's Q needs both outcomes
+    narrow = evaluate(tmp_path / "narrow", "--domain", "pseudo-real", "--cem", "1", "8", "2")
+    wide = evaluate(tmp_path / "wide", "--domain", "pseudo-real")
+    result = pair.pair_searches("default", str(tmp_path / "narrow"), str(tmp_path / "wide"))
+    assert result["scenes"] == 8
+    assert result["narrow"]["success_rate"] == pytest.approx(narrow["success_rate"])
+    assert result["wide"]["success_rate"] == pytest.approx(wide["success_rate"])
+    assert result["only_narrow_succeeded"] - result["only_wide_succeeded"] == narrow["successes"] - wide["successes"]
+    # the policy's Q at the grasp each search chose, read from the recording
+    recorded = TransitionDataset.open(tmp_path / "wide")
+    rows, grasps, _ = final_grasps(recorded, 64)
+    q = [load_policy("default").q_values(np.asarray(recorded.images[r]), g[None])[0] for r, g in zip(rows, grasps)]
+    assert result["wide"]["mean_q"] == pytest.approx(float(np.mean(q)), abs=1e-6)
+    assert 0.0 <= result["same_place_fraction"] <= 1.0 and result["median_distance_m"] >= 0.0
+
+    evaluate(tmp_path / "look", "--domain", str(DOMAINS / "sim-camera.yaml"))
+    with pytest.raises(SystemExit, match="not the same scene"):
+        pair.pair_searches("default", str(tmp_path / "narrow"), str(tmp_path / "look"))
+    evaluate(tmp_path / "other", "--domain", "pseudo-real", "--seed", "7")
+    with pytest.raises(SystemExit, match="share no episode seed"):
+        pair.pair_searches("default", str(tmp_path / "narrow"), str(tmp_path / "other"))
