@@ -49,6 +49,17 @@ def test_clip_wraps_yaw_into_the_half_turn():
     assert a[2] == pytest.approx(-np.pi / 4)
 
 
+@pytest.mark.parametrize("yaw_bounds", [(1.0, 2.5), (0.0, np.pi), (-3.0, -2.0)])
+def test_clip_keeps_an_allowed_yaw_whatever_half_turn_the_bounds_cover(yaw_bounds):
+    b = WorkspaceBounds(yaw=yaw_bounds)
+    lo, hi = yaw_bounds
+    for yaw in np.linspace(lo, hi, 7)[:-1]:
+        for turns in (-1, 0, 1):  # the same grasp turned by pi
+            assert clip_to_bounds(np.array([0.6, 0.0, yaw + turns * np.pi, 0.0]), b)[2] == pytest.approx(yaw)
+    if hi - lo < np.pi - 0.1:  # a yaw just past the upper bound, and not allowed turned by pi either
+        assert clip_to_bounds(np.array([0.6, 0.0, hi + 0.1, 0.0]), b)[2] == pytest.approx(hi)
+
+
 def test_episodes_record_what_happened():
     sink = MemorySink()
     rollout(RolloutSpec(policy="scripted", base_seed=5, episodes=3, attempts=2), sink, progress=False)

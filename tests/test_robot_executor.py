@@ -195,6 +195,14 @@ def test_busy_executor_refuses_a_second_goal():
         ({"acceleration_scaling": -0.1}, "acceleration_scaling"),
         ({"box_x": [0.8, 0.4]}, "box_x"),
         ({"home_joints": [0.0, 1.0]}, "home_joints"),
+        ({"home_joints": [0.0, float("nan"), 0.0, 1.55, 0.0, -0.85, 0.0]}, "home_joints"),
+        ({"gripper_closed_width": float("-inf")}, "gripper_closed_width"),
+        ({"gripper_closed_width": -0.01}, "gripper_closed_width"),
+        ({"gripper_effort": float("nan")}, "gripper_effort"),
+        ({"gripper_effort": -5.0}, "gripper_effort"),
+        ({"success_min_opening": float("nan")}, "success_min_opening"),
+        ({"success_open_margin": -0.001}, "success_open_margin"),
+        ({"grasp_z": float("nan")}, "grasp_z"),
     ],
 )
 def test_bad_settings_are_config_errors(params, match):

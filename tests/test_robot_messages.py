@@ -71,6 +71,25 @@ def test_truncated_image_data_is_an_error():
         messages.image_from_msg(msg)
 
 
+def test_image_data_longer_than_its_header_says_is_an_error():
+    # a 6 x 5 frame labelled 3 x 5, or a mono8 buffer labelled rgb8, would decode as scrambled pixels
+    msg = messages.image_msg(RGB, 5, "cam", "rgb8")
+    msg.height = 3
+    with pytest.raises(messages.MessageError, match="expected step x height = 45"):
+        messages.image_from_msg(msg)
+    mono = messages.image_msg(RGB, 5, "cam", "rgb8")
+    mono.data = np.concatenate([mono.data, mono.data])
+    with pytest.raises(messages.MessageError, match="bytes"):
+        messages.image_from_msg(mono)
+
+
+def test_camera_info_of_an_empty_image_is_an_error():
+    msg = messages.camera_info_msg(CameraIntrinsics(64, 48, 80.0, 81.0, 32.0, 24.0), 42)
+    msg.width = msg.height = 0
+    with pytest.raises(messages.MessageError, match="empty image size"):
+        messages.intrinsics_from_msg(msg)
+
+
 def test_garbage_cdr_is_an_error():
     with pytest.raises(messages.MessageError, match="sensor_msgs/msg/Image"):
         messages.deserialize(b"\x00\x01\x00\x00\x05", "sensor_msgs/msg/Image")
@@ -106,6 +125,8 @@ def test_tilted_or_non_finite_poses_are_rejected():
     msg.pose.orientation.x = msg.pose.orientation.y = msg.pose.orientation.z = msg.pose.orientation.w = 0.0
     with pytest.raises(messages.MessageError, match="unit quaternion"):
         messages.pose_arrays(msg.pose)
+    with pytest.raises(messages.MessageError, match="not finite"):
+        messages.yaw_of_quaternion([float("nan")] * 4)
 
 
 def test_tf_message_roundtrip():

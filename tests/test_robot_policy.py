@@ -3,6 +3,7 @@ start-up, decisions with a real (tiny, untrained) Q-network and CEM, and the epi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -90,6 +91,22 @@ def test_an_image_is_used_once_and_only_after_the_grasp():
         r.decide(T0 + int(6.2 * S))
 
 
+def test_after_the_clock_goes_back_only_the_new_timeline_s_images_are_acted_on():
+    r = runner_for()
+    r.on_image_cdr(image_cdr(T0))
+    r.decide(T0 + int(0.1 * S))
+    r.abandon("goal rejected", T0 + S)
+    # the simulator restarts: its clock, and the camera's stamps, begin again at 100 s
+    with pytest.raises(StaleImageError, match="future"):  # the last image of the old timeline
+        r.decide(100 * S)
+    r.on_image_cdr(image_cdr(100 * S, seed=1))
+    d = r.decide(100 * S + int(0.1 * S))
+    assert d.image.stamp_ns == 100 * S
+    r.state = RunnerState.IDLE
+    with pytest.raises(StaleImageError, match="no new camera image"):  # still used once only
+        r.decide(100 * S + int(0.2 * S))
+
+
 def test_bad_encoding_is_reported_and_keeps_the_last_good_image():
     r = runner_for()
     r.on_image_cdr(image_cdr(T0))
@@ -142,11 +159,38 @@ def test_learned_policy_decides_with_cem_and_heatmap(tiny_checkpoint):
     assert d.image.rgb.shape == (64, 64, 3)
     assert np.all(d.action >= r.bounds.low - 1e-9) and np.all(d.action <= r.bounds.high + 1e-9)
     assert 0.0 <= d.q_value <= 1.0
-    assert d.heatmap is not None and d.heatmap.shape == (64, 64, 3) and d.heatmap.dtype == np.uint8
     assert d.camera.width == 64 and d.camera.fx == pytest.approx(500.0 * 64 / 480)
     heat = r.heatmap_message(d, "q_heatmap")
-    back = messages.deserialize(heat.cdr, "sensor_msgs/msg/Image")
-    np.testing.assert_array_equal(messages.image_from_msg(back), d.heatmap)
+    back = messages.image_from_msg(messages.deserialize(heat.cdr, "sensor_msgs/msg/Image"))
+    assert back.shape == (64, 64, 3) and back.dtype == np.uint8
+    np.testing.assert_array_equal(back, heatmap_rgb(r.policy.q_heatmap(d.image.rgb), d.image.rgb, s.heatmap_overlay))
+    quiet = PolicyRunner.from_settings(dataclasses.replace(s, publish_heatmap=False))
+    assert quiet.heatmap_message(d, "q_heatmap") is None
+
+
+def test_an_image_that_ages_past_the_limit_while_the_policy_decides_is_not_acted_on():
+    import time
+
+    from rlcg.policies import RandomPolicy
+    from rlcg.sim.config import SimConfig
+
+    class SlowPolicy(RandomPolicy):
+        def act(self, obs):
+            time.sleep(0.2)
+            return super().act(obs)
+
+    settings = PolicyNodeSettings(model="random", max_image_age_s=0.5)
+    r = PolicyRunner(SlowPolicy(), settings, workspace_for(settings, SimConfig.load()))
+    r.on_image_cdr(image_cdr(T0))
+    # 0.35 s old when the policy starts, fresh by the rule; at least 0.55 s old when its grasp is ready
+    with pytest.raises(StaleImageError, match="old when the grasp was ready"):
+        r.decide(T0 + int(0.35 * S))
+    assert r.state == RunnerState.IDLE and r.pending is None
+    with pytest.raises(StaleImageError, match="no new camera image"):  # and it is not tried again
+        r.decide(T0 + int(0.36 * S))
+    r.on_image_cdr(image_cdr(T0 + int(0.4 * S), seed=1))
+    d = r.decide(T0 + int(0.41 * S))
+    assert d.image.stamp_ns == T0 + int(0.4 * S) and d.latency_s >= 0.2
 
 
 def test_episode_messages_follow_the_bag_format(tiny_checkpoint):

@@ -42,8 +42,11 @@ class Policy(Protocol):
 
 
 def clip_to_bounds(action: np.ndarray, bounds: WorkspaceBounds) -> np.ndarray:
+    """The action inside the workspace. A parallel gripper is the same turned by pi, so the yaw is
+    first turned into the half-turn that starts at the lower yaw bound (with the default bounds,
+    [-pi/2, pi/2)); a yaw the bounds allow stays the same grasp, whatever half-turn they cover."""
     a = np.asarray(action, dtype=np.float64).copy()
-    a[2] = wrap_half_turn(a[2])
+    a[2] = bounds.yaw[0] + (a[2] - bounds.yaw[0]) % math.pi
     return np.clip(a, bounds.low, bounds.high)
 
 

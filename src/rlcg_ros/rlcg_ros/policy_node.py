@@ -85,9 +85,6 @@ class PolicyNode(Node):
             except StaleImageError as exc:
                 self.get_logger().info(f"not deciding: {exc}", throttle_duration_sec=5.0)
                 return
-            heatmap = self.runner.heatmap_message(decision, "q_heatmap")
-            if heatmap is not None:
-                self.heatmap_pub.publish(heatmap.cdr)
             a = decision.action
             self.get_logger().info(
                 f"{decision.episode_id}: grasp x={a[0]:.3f} y={a[1]:.3f} yaw={a[2]:.2f} dz={a[3]:.3f} "
@@ -98,11 +95,14 @@ class PolicyNode(Node):
                     m for m in self.runner.decision_messages(decision, episode=False) if m.topic == topics.GRASP_POSE
                 ]
                 self._publish(pose)
-                return
-            goal = deserialize_message(self.runner.goal_cdr(decision), ExecuteGrasp.Goal)
-            start = self.runner.start_episode(decision)
-            future = self.client.send_goal_async(goal, feedback_callback=self._on_feedback)
-            future.add_done_callback(lambda f: self._on_goal_response(f, start))
+            else:
+                goal = deserialize_message(self.runner.goal_cdr(decision), ExecuteGrasp.Goal)
+                start = self.runner.start_episode(decision)
+                future = self.client.send_goal_async(goal, feedback_callback=self._on_feedback)
+                future.add_done_callback(lambda f: self._on_goal_response(f, start))
+            heatmap = self.runner.heatmap_message(decision, "q_heatmap")  # after the goal: it takes time
+            if heatmap is not None:
+                self.heatmap_pub.publish(heatmap.cdr)
 
     def _on_feedback(self, feedback) -> None:
         self.get_logger().debug(f"executor stage: {feedback.feedback.stage}")

@@ -99,11 +99,18 @@ class ExecutorSettings:
         check_range("gripper_open_width", self.gripper_open_width, 0.0, 1.0, low_open=True)
         if self.planning_attempts < 1:
             raise ConfigError("planning_attempts must be at least 1")
+        check_range("gripper_closed_width", self.gripper_closed_width, 0.0, self.gripper_open_width)
         if not self.gripper_closed_width < self.gripper_open_width:
             raise ConfigError("gripper_closed_width must be smaller than gripper_open_width")
+        check_range("gripper_effort", self.gripper_effort, 0.0, 1000.0, low_open=True)
         check_range("gripper_position_per_width", self.gripper_position_per_width, 0.0, 100.0, low_open=True)
+        check_range("success_min_opening", self.success_min_opening, 0.0, self.gripper_open_width)
+        check_range("success_open_margin", self.success_open_margin, 0.0, self.gripper_open_width)
+        check_range("grasp_z", self.grasp_z, -2.0, 2.0)  # a TCP height in the base frame, in metres
         if len(self.home_joints) not in (0, 7):
             raise ConfigError("home_joints needs 7 values (or none to skip going home)")
+        if not all(math.isfinite(v) and abs(v) <= 2 * math.pi for v in self.home_joints):
+            raise ConfigError(f"home_joints must be finite angles within +-2 pi rad, got {list(self.home_joints)}")
 
 
 @dataclass(frozen=True)

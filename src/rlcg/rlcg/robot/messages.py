@@ -133,9 +133,9 @@ def image_from_msg(msg: Any) -> np.ndarray:
         raise MessageError(f"image step {step} is smaller than width x channels = {w * channels}")
     data = msg.data if isinstance(msg.data, np.ndarray) else np.frombuffer(bytes(msg.data), dtype=np.uint8)
     data = np.asarray(data, dtype=np.uint8).reshape(-1)
-    if data.size < step * h:
+    if data.size != step * h:  # more bytes than that means a header that does not describe the data
         raise MessageError(f"image data has {data.size} bytes, expected step x height = {step * h}")
-    rows = data[: step * h].reshape(h, step)[:, : w * channels]
+    rows = data.reshape(h, step)[:, : w * channels]
     pixels = rows.reshape(h, w, channels)
     if encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
@@ -169,6 +169,8 @@ def intrinsics_from_msg(msg: Any) -> CameraIntrinsics:
     k = [float(v) for v in msg.k]
     if len(k) != 9 or not all(math.isfinite(v) for v in k) or k[0] <= 0 or k[4] <= 0:
         raise MessageError(f"camera info has no valid K matrix: {k}")
+    if int(msg.width) <= 0 or int(msg.height) <= 0:
+        raise MessageError(f"camera info has an empty image size ({msg.width} x {msg.height})")
     return CameraIntrinsics(
         width=int(msg.width),
         height=int(msg.height),
@@ -220,6 +222,8 @@ def yaw_of_quaternion(quaternion, max_tilt_rad: float = math.radians(5.0)) -> fl
     """Yaw of a rotation about the vertical axis; a rotation that tilts the z axis by more than
     ``max_tilt_rad`` is not a grasp yaw and raises MessageError."""
     m = matrix_from_quat(quaternion)
+    if not np.isfinite(m).all():
+        raise MessageError(f"grasp orientation is not finite: {tuple(quaternion)}")
     tilt = math.acos(max(-1.0, min(1.0, m[2, 2])))  # angle between the rotated z axis and +z
     if tilt > max_tilt_rad:
         raise MessageError(

@@ -6,7 +6,8 @@ for the recorder node.
 
 Safety rules enforced here, not in the ROS shell:
 - an image older than ``max_image_age_s`` (by its header stamp against the node's clock), without
-  a stamp, from the future, or taken before the last grasp finished is never acted on;
+  a stamp, from the future, or taken before the last grasp finished is never acted on; the age
+  counts the policy's own time, so the image is still that fresh when the grasp is ready to send;
 - the same image is never used for two grasps;
 - a missing or broken model fails at start-up (``load_grasp_policy``) with a clear message.
 """
@@ -242,7 +243,6 @@ class GraspDecision:
     camera: CameraIntrinsics | None  # intrinsics of that image, when a CameraInfo was received
     decided_ns: int
     episode_id: str
-    heatmap: np.ndarray | None  # H x W x 3 uint8, or None when the policy has no Q function
     latency_s: float  # time the policy took
     result: Any = None  # the executor's result fields (success, lifted_height, message) once known
     result_ns: int = 0
@@ -324,6 +324,11 @@ class PolicyRunner:
         """The newest image if it may be acted on at ``now_ns``; StaleImageError says why not."""
         img = self.latest
         s = self.settings
+        if now_ns < max(self.last_used_stamp_ns, self.not_before_ns):
+            # The clock went back (a simulator reset, a bag replayed from its start): the stamps of
+            # the old timeline say nothing about the new one. Images stamped before the jump now
+            # lie in the future and are refused below; only the new timeline's fresh images pass.
+            self.last_used_stamp_ns, self.not_before_ns = -1, 0
         if img is None:
             raise StaleImageError("no camera image received yet")
         if img.stamp_ns <= 0:
@@ -359,9 +364,14 @@ class PolicyRunner:
         if np.any(action < self.bounds.low - 1e-9) or np.any(action > self.bounds.high + 1e-9):
             raise RlcgError(f"policy returned an action outside the workspace: {action.round(4).tolist()}")
         self.last_used_stamp_ns = img.stamp_ns
-        heatmap = None
-        if self.settings.publish_heatmap and hasattr(self.policy, "q_heatmap"):
-            heatmap = heatmap_rgb(self.policy.q_heatmap(rgb), rgb, self.settings.heatmap_overlay)
+        # The grasp goes out now, not at now_ns: the image must still be fresh after the policy's time.
+        # (Wall time; under a simulated clock slower than real time this errs on the safe side.)
+        age = (now_ns - img.stamp_ns) / NS + latency
+        if age > self.settings.max_image_age_s:
+            raise StaleImageError(
+                f"the camera image was {age:.3f} s old when the grasp was ready ({latency:.3f} s of it deciding; "
+                f"max_image_age_s {self.settings.max_image_age_s}); waiting for a newer one"
+            )
         camera = fit_intrinsics(self.camera, rgb.shape[:2]) if self.camera is not None else None
         return GraspDecision(
             action=action,
@@ -370,7 +380,6 @@ class PolicyRunner:
             camera=camera,
             decided_ns=int(now_ns),
             episode_id=f"{self.settings.episode_prefix}-{self._session}-{next(self._episodes):06d}",
-            heatmap=heatmap,
             latency_s=latency,
         )
 
@@ -429,11 +438,14 @@ class PolicyRunner:
         return out
 
     def heatmap_message(self, decision: GraspDecision, topic: str) -> Outgoing | None:
-        if decision.heatmap is None:
+        """The policy's Q over the workspace, drawn over the image it decided on; None when heatmaps
+        are off or the policy has no Q function. Computed here, after the goal has gone out, so that
+        drawing it never ages the image a grasp is decided on."""
+        if not (self.settings.publish_heatmap and hasattr(self.policy, "q_heatmap")):
             return None
-        msg = messages.image_msg(
-            decision.heatmap, decision.image.stamp_ns, decision.image.frame_id, "rgb8", self.distro
-        )
+        rgb = decision.image.rgb
+        heatmap = heatmap_rgb(self.policy.q_heatmap(rgb), rgb, self.settings.heatmap_overlay)
+        msg = messages.image_msg(heatmap, decision.image.stamp_ns, decision.image.frame_id, "rgb8", self.distro)
         return Outgoing(topic, "sensor_msgs/msg/Image", messages.serialize(msg, distro=self.distro))
 
     def on_result(self, result: Any, now_ns: int) -> None:
