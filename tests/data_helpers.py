@@ -48,15 +48,16 @@ def write_bag(
     storage: str = "mcap",
     distro: str = "jazzy",
     zstd_chunks: bool = False,
+    start_ns: int | None = None,
 ) -> Path:
     """A bag at ``path`` holding ``episodes`` as the recorder lays them out, after ``edit`` (a message
-    given as bytes is written as it is)."""
+    given as bytes is written as it is); log times count up from ``start_ns`` (default: clock's)."""
     from rosbags.rosbag2 import Writer
     from rosbags.rosbag2.enums import StoragePlugin
 
     store = typestore(distro)
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-    tick = clock()
+    tick = clock() if start_ns is None else clock(start_ns)
     writer = Writer(path, version=9 if distro == "jazzy" else 8, storage_plugin=plugin)
     if zstd_chunks:  # as `ros2 bag record --compression-mode storage` (MCAP only)
         from rosbags.rosbag2.enums import CompressionFormat, CompressionMode

@@ -249,3 +249,108 @@ def test_zstd_compressed_chunks_are_read_and_checked(tmp_path, episodes):
         ingest([bag], tmp_path / "ds2", progress=False)
     (problem,) = bag_info(bag)["problem_list"]
     assert "cannot decompress the zstd chunk" in problem and str(mcap) in problem
+
+
+# ----------------------------------------------------------------------------- damage found by an audit
+def test_a_chunk_whose_compression_name_is_damaged_is_skipped(tmp_path, episodes):
+    with EpisodeRecorder(tmp_path / "rec") as rec:
+        for ep in episodes:
+            rec.write(ep)
+    mcap = storage_file(rec.bags[0])
+    offset, _ = chunk_offsets(mcap)[1]
+    data = bytearray(mcap.read_bytes())
+    # past the record header (9) and the chunk's times, size and CRC (28): the compression name's length
+    data[offset + 9 + 28] = 0xFF
+    mcap.write_bytes(bytes(data))
+    report, _ = check(tmp_path, rec.bags[0], "corrupt", 1, [episodes[0], *episodes[2:]])
+    assert f"at byte {offset}" in report.problems.items[0].text
+
+
+def test_a_sqlite3_bag_with_undecodable_text_is_reported_corrupt(tmp_path, episodes):
+    bag = write_bag(tmp_path / "bag", episodes[:2], storage="sqlite3")
+    db = storage_file(bag)
+    data = bytearray(db.read_bytes())
+    # a byte of the schema's CREATE TABLE statement: SQLite's own error message is then not UTF-8
+    data[data.index(b"CREATE TABLE topics") + 3] = 0xFF
+    db.write_bytes(bytes(data))
+    with pytest.raises(NothingIngestedError, match="corrupt"):
+        ingest([bag], tmp_path / "ds", progress=False)
+    (problem,) = bag_info(bag)["problem_list"]  # `rlcg data info` says so too, rather than crashing
+    assert "[corrupt]" in problem and "cannot open the sqlite3 database" in problem
+
+
+def test_a_sqlite3_bag_in_a_directory_named_with_uri_characters(tmp_path, episodes):
+    bag = write_bag(tmp_path / "bag", episodes[:2], storage="sqlite3").rename(tmp_path / "run#1%41")
+    report = ingest([bag], tmp_path / "ds", progress=False)
+    assert report.episodes == 2 and not report.problems.items
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "run#1%41"]  # nothing created beside it
+
+
+def test_split_files_without_metadata_are_read_in_their_numbered_order(tmp_path):
+    eps = real_episodes(11, base_seed=40)
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    for i, ep in enumerate(eps):  # one file per episode, as a recording split by size and then killed
+        part = write_bag(tmp_path / f"part{i}", [ep], start_ns=1_700_000_000_000_000_000 + i * 10**9)
+        storage_file(part).rename(rec / f"rec_{i}.mcap")
+    report = ingest([rec], tmp_path / "ds", progress=False)
+    assert report.episodes == 11 and not report.problems.items
+    assert [e["episode_id"] for e in TransitionDataset.open(tmp_path / "ds").episodes] == ids(eps)
+
+
+def test_an_image_of_width_zero_rejects_its_episode(tmp_path, episodes):
+    def empty(o):
+        return dataclasses.replace(o.msg, width=0, step=0, data=np.zeros(0, np.uint8))
+
+    def emptied(messages):  # the first episode's images: their size would become the dataset's
+        return replace_topic(replace_topic(messages, topics.IMAGE, empty), topics.NEXT_IMAGE, empty)
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(0, emptied))
+    report = ingest([bag], tmp_path / "ds", progress=False)
+    assert report.episodes == N - 1 and report.rejected_episodes == 1
+    assert TransitionDataset.open(tmp_path / "ds").image_size == (64, 64)
+
+
+def test_an_action_beyond_float32_rejects_its_episode(tmp_path, episodes):
+    def huge(o):  # the outcome's action and the grasp pose agree, so only the range can catch it
+        o.msg.pose.position.x = 1e39
+        return o.msg
+
+    def huge_action(o):
+        return dataclasses.replace(o.msg, action=np.array([1e39, *o.msg.action[1:]]))
+
+    def both(messages):
+        return replace_topic(replace_topic(messages, topics.GRASP_POSE, huge), topics.OUTCOME, huge_action)
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(2, both))
+    report, ds = check(tmp_path, bag, "nan_value", 1, [*episodes[:2], episodes[3]], ids(episodes)[2])
+    assert np.isfinite(np.asarray(ds.actions)).all()
+
+
+def test_a_failed_ingest_leaves_the_output_as_it_was(tmp_path, episodes, monkeypatch):
+    from rlcg.data import store
+
+    bag = write_bag(tmp_path / "bag", episodes)
+    calls = []
+
+    def fail_on_the_third(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_append(self, *args)
+
+    real_append = store.ShardWriter.append
+    monkeypatch.setattr(store.ShardWriter, "append", fail_on_the_third)
+    monkeypatch.setattr(store.ShardWriter, "FLUSH_BYTES", 1)  # write as it goes, as a large bag would
+    with pytest.raises(OSError, match="No space"):
+        ingest([bag], tmp_path / "new", progress=False, shard_bytes=1)  # a shard per episode
+    assert not (tmp_path / "new").exists()  # created by the failed run, so removed with it
+    ingest([write_bag(tmp_path / "first", episodes[:1])], tmp_path / "ds", progress=False)
+    before = sorted(p.name for p in (tmp_path / "ds").iterdir())
+    calls.clear()
+    with pytest.raises(OSError, match="No space"):
+        ingest([bag], tmp_path / "ds", append=True, progress=False, shard_bytes=1)
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == before  # no new shard, no partial one
+    assert len(TransitionDataset.open(tmp_path / "ds")) == 1
+    monkeypatch.undo()
+    assert ingest([bag], tmp_path / "new", progress=False).episodes == N  # the same --out works again

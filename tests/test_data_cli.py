@@ -56,6 +56,8 @@ def test_ingest_errors_exit_2_without_traceback(bag_dir, tmp_path, capsys):
         (["data", "ingest", str(tmp_path / "missing"), "--out", str(tmp_path / "x")], "no such file"),
         (["data", "ingest", str(tmp_path), "--out", str(tmp_path / "y")], "no rosbag2 bags"),
         (["data", "info", str(tmp_path / "missing")], "no such file"),
+        # an OSError other than a missing file: the output's parent is a file
+        (["data", "ingest", str(root / "bags"), "--out", str(out / "dataset.json" / "x")], "Not a directory"),
     ]
     for argv, message in cases:
         assert main(argv) == 2

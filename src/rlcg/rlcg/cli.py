@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.handler(args)
-    except (RlcgError, FileNotFoundError) as exc:
+    except (RlcgError, OSError) as exc:  # OSError: a missing or unreadable file, a full disk
         print(f"rlcg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

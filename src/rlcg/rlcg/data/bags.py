@@ -8,6 +8,7 @@ was killed before writing its final metadata is read all the same.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -123,8 +124,15 @@ def storage_files(bag: Path, problems: Problems | None = None) -> list[Path]:
                 problems.add("unreadable", f, "", f"storage file listed in metadata.yaml is {why}")
     listed = set(files)
     # Files metadata.yaml does not list (a recording killed before it was updated) are read too.
-    extra = sorted(p for p in bag.iterdir() if p.suffix in STORAGE_SUFFIXES and p not in listed and p.is_file())
+    extra = sorted(
+        (p for p in bag.iterdir() if p.suffix in STORAGE_SUFFIXES and p not in listed and p.is_file()),
+        key=_natural_key,  # rosbag2 numbers split files bag_0, bag_1, ..., bag_10: not in text order
+    )
     return files + extra
+
+
+def _natural_key(path: Path) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
 
 class BagReader:
@@ -195,7 +203,7 @@ class BagReader:
     def _sqlite(self, path: Path, batch_size: int = 256) -> Iterator[list[tuple[str, str, int, bytes]]]:
         try:
             con = _open_sqlite(path)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:  # damaged text pages fail to decode
             self.problems.add("corrupt", path, "", f"cannot open the sqlite3 database: {exc}")
             return
         batch: list[tuple[str, str, int, bytes]] = []
@@ -218,7 +226,7 @@ class BagReader:
                     batch = []
             if batch:
                 yield batch
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
             self.problems.add("corrupt", path, "", f"the sqlite3 database is damaged, the rest of it is lost: {exc}")
             if batch:
                 yield batch  # the rows read before the damage
@@ -229,15 +237,21 @@ class BagReader:
 def _open_sqlite(path: Path) -> sqlite3.Connection:
     """Read-only when possible; a database left with a hot journal by a killed writer must be rolled
     back first, which only a writable connection does (as any SQLite reader, ros2 bag included, would)."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        con.execute("SELECT count(*) FROM topics").fetchone()
-        return con
+        return _checked_connection(f"{path.resolve().as_uri()}?mode=ro")  # as_uri escapes '#', '?', '%'
     except sqlite3.OperationalError as exc:
-        con.close()
         journal = path.with_name(path.name + "-journal")
         if journal.exists() or "readonly" in str(exc):
-            con = sqlite3.connect(str(path))
-            con.execute("SELECT count(*) FROM topics").fetchone()
-            return con
+            return _checked_connection(str(path), uri=False)
         raise
+
+
+def _checked_connection(database: str, uri: bool = True) -> sqlite3.Connection:
+    """A connection whose topics table can be read; closed again when it cannot."""
+    con = sqlite3.connect(database, uri=uri)
+    try:
+        con.execute("SELECT count(*) FROM topics").fetchone()
+    except BaseException:
+        con.close()
+        raise
+    return con

@@ -22,6 +22,7 @@ from rlcg.data.types import quaternion_yaw, stamp_ns, typestore
 # Encodings converted to rgb8, with their channel count (sensor_msgs/image_encodings.hpp names).
 CONVERTIBLE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 ACTION_TOLERANCE = 1e-6  # grasp pose vs the outcome's action (m, rad)
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # the dataset stores actions and rewards as float32
 
 
 class ImageDecodeError(ValueError):
@@ -271,7 +272,7 @@ class EpisodeStream:
     # ------------------------------------------------------------------ per message
     def _image(self, b: _Builder, m: cdr.ImageFields) -> np.ndarray:
         encoding, h, w, step, data = m[4], m[2], m[3], m[5], m[6]
-        if encoding == "rgb8" and step == w * 3 and data.size == step * h and h > 0:
+        if encoding == "rgb8" and step == w * 3 and data.size == step * h and h > 0 and w > 0:
             image = data.reshape(h, w, 3)  # the common case: a view, nothing converted
         else:
             image = image_to_rgb8(encoding, h, w, step, data)
@@ -313,9 +314,10 @@ class EpisodeStream:
                 f"outcomes of two episodes ({b.first_outcome.episode_id!r}, {outcome.episode_id!r}) without an end",
             )
         action = outcome.action
-        finite = math.isfinite(sum(action))
-        if not (finite and math.isfinite(outcome.reward)):
-            b.reject("nan_value", f"the outcome of step {k} holds NaN in its action or reward")
+        # stored as float32: a value beyond its range would become infinity there
+        finite = math.isfinite(sum(action)) and max(map(abs, action)) <= FLOAT32_MAX
+        if not (finite and math.isfinite(outcome.reward) and abs(outcome.reward) <= FLOAT32_MAX):
+            b.reject("nan_value", f"the outcome of step {k} holds NaN, infinity or a value past float32 range")
         if pose is not None and finite:
             diff = max(
                 abs(pose[0] - action[0]),

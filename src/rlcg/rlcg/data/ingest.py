@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,9 +196,13 @@ def ingest(
         if writer is not None:
             new_shards.append(writer.close())
             writer = None
-    except BaseException:
+    except BaseException:  # a full disk, a kill, a bug: leave ``out`` as it was before this run
         if writer is not None:
             writer.abort()
+        for shard in new_shards:  # renamed into place, but not in the index yet
+            shutil.rmtree(out / shard["name"], ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
         raise
     finally:
         bar.close()

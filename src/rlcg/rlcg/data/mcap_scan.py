@@ -147,7 +147,7 @@ class McapScanner:
                         self._parse_records(self._chunk_records(buf[pos + 9 : end]), batch)
                     else:
                         self._record(op, buf[pos + 9 : end], batch)
-                except McapFormatError as exc:
+                except (McapFormatError, struct.error, UnicodeDecodeError) as exc:  # damaged lengths or names
                     self.on_problem("corrupt", f"damaged record (opcode {op:#04x}) at byte {pos} skipped: {exc}")
                     batch = []  # a damaged chunk yields nothing rather than a part
                 pos = self.position = end

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,9 +196,11 @@ class ShardWriter:
         return {"name": self.name, "transitions": self.transitions, "episodes": len(self.episodes)}
 
     def abort(self) -> None:
+        """Close the files and remove the unfinished shard."""
         for writer in self.files.values():
             if not writer._file.closed:
                 writer._file.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def read_index(root: Path) -> dict:
