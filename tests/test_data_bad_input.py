@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from rlcg.data.encode import OutMessage, image_msg
 from rlcg.data.info import bag_info
 from rlcg.data.ingest import NothingIngestedError, ingest
 from rlcg.data.recorder import EpisodeRecorder
+from rlcg.data.store import read_index
 
 N = 4
 
@@ -354,3 +356,23 @@ def test_a_failed_ingest_leaves_the_output_as_it_was(tmp_path, episodes, monkeyp
     assert len(TransitionDataset.open(tmp_path / "ds")) == 1
     monkeypatch.undo()
     assert ingest([bag], tmp_path / "new", progress=False).episodes == N  # the same --out works again
+
+
+def test_bag_directories_beside_a_loose_storage_file_are_found(tmp_path, episodes):
+    root = tmp_path / "recordings"
+    write_bag(root / "episodes_0000", episodes[:1])
+    write_bag(root / "episodes_0001", episodes[1:2])
+    storage_file(write_bag(tmp_path / "loose", episodes[2:3])).rename(root / "extra.mcap")
+    report = ingest([root], tmp_path / "ds", progress=False)
+    assert report.bags == 3 and report.episodes == 3 and not report.problems.items
+
+
+def test_bags_without_storage_files_are_unreadable_not_duplicates(tmp_path, episodes):
+    good = write_bag(tmp_path / "all" / "good", episodes[:2])
+    for name in ("a", "b"):  # metadata.yaml only: the recording's files were not copied
+        (tmp_path / "all" / name).mkdir()
+        (tmp_path / "all" / name / "metadata.yaml").write_bytes((good / "metadata.yaml").read_bytes())
+    report = ingest([tmp_path / "all"], tmp_path / "ds", progress=False)
+    assert report.episodes == 2 and report.problems.counts == {"unreadable": 2}
+    assert sorted(Path(p.file).parent.name for p in report.problems.items) == ["a", "b"]
+    assert [s["bag"] for s in read_index(tmp_path / "ds")["sources"]] == [str(good)]

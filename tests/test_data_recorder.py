@@ -231,3 +231,19 @@ def test_sigkill_keeps_every_completed_episode(tmp_path, storage):
 
         with Reader(out / "episodes_0000") as reader:
             assert sum(1 for c, _, _ in reader.messages() if c.topic == topics.OUTCOME) == 3
+
+
+def test_an_episode_that_cannot_be_recorded_leaves_nothing_of_itself(tmp_path):
+    import dataclasses
+
+    good = real_episodes(3, base_seed=60)
+    bad_step = dataclasses.replace(good[1].steps[0], image=good[1].steps[0].image[..., 0])  # 2-D: no encoding
+    bad = dataclasses.replace(good[1], steps=[bad_step])
+    with EpisodeRecorder(tmp_path / "rec") as rec:
+        rec.write(good[0])
+        with pytest.raises(RecorderError, match="nothing of it was written"):
+            rec.write(bad)
+        rec.write(good[2])
+    report = ingest([tmp_path / "rec"], tmp_path / "ds", progress=False)
+    assert report.episodes == 2 and not report.problems.items  # no half episode without its outcome
+    assert_same_transitions(TransitionDataset.open(tmp_path / "ds"), [good[0], good[2]])

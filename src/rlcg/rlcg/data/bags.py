@@ -82,14 +82,16 @@ def find_bags(path: str | Path) -> list[Path]:
     path = Path(path)
     if not path.exists():
         raise BagNotFoundError(f"{path}: no such file or directory")
-    if is_bag(path):
-        return [path]
     if not path.is_dir():
+        if is_bag(path):
+            return [path]
         raise BagNotFoundError(f"{path}: not a rosbag2 bag (a directory with metadata.yaml, a .mcap or a .db3 file)")
-    found: list[Path] = []
+    # A directory's own storage files are a bag; bag directories below it are bags too (a folder of
+    # recordings that also holds a loose .mcap file must not hide them).
+    found: list[Path] = [path] if is_bag(path) else []
     for child in sorted(path.iterdir()):
         if child.is_dir() and not child.name.startswith("."):
-            found.extend(find_bags(child) if not is_bag(child) else [child])
+            found.extend(find_bags(child))
     return found
 
 

@@ -139,6 +139,11 @@ def ingest(
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="ingest", disable=not progress, dynamic_ncols=True)
     try:
         for bag in bags:
+            if not files[bag]:  # nothing to read, and nothing to fingerprint or record as a source
+                if not any(Path(p.file).parent == bag for p in report.problems.items):
+                    report.problems.add("unreadable", bag, "", "the bag has no .mcap or .db3 storage file")
+                report.bags += 1
+                continue
             fingerprint = bag_fingerprint(bag, files[bag])
             if fingerprint in known:
                 report.skipped_bags += 1

@@ -82,9 +82,16 @@ class EpisodeRecorder:
         """Record one complete episode and make it durable."""
         if not episode.steps:
             raise RecorderError(f"episode {episode.meta.episode_id} has no steps: nothing to record")
-        for out, log_time in episode_messages(episode, self._clock, self.distro):
-            cdr = self.typestore.serialize_cdr(out.msg, out.msgtype)
-            self._write(out.topic, out.msgtype, cdr, log_time)
+        try:  # every message first: a malformed step must not leave half an episode in the bag
+            serialized = [
+                (out.topic, out.msgtype, self.typestore.serialize_cdr(out.msg, out.msgtype), log_time)
+                for out, log_time in episode_messages(episode, self._clock, self.distro)
+            ]
+        except (ValueError, TypeError, AttributeError, IndexError) as exc:
+            why = f"episode {episode.meta.episode_id} cannot be recorded (nothing of it was written): {exc}"
+            raise RecorderError(why) from exc
+        for topic, msgtype, cdr, log_time in serialized:
+            self._write(topic, msgtype, cdr, log_time)
         self.end_episode()
 
     def close(self) -> None:
