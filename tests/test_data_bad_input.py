@@ -90,6 +90,20 @@ def test_corrupt_chunk_is_skipped_and_the_rest_kept(tmp_path, episodes):
     assert f"at byte {offset}" in report.problems.items[0].text
 
 
+def test_a_corrupt_first_chunk_costs_only_its_episode(tmp_path, episodes):
+    # The first chunk defines every channel; the file's summary section defines them again.
+    with EpisodeRecorder(tmp_path / "rec") as rec:
+        for ep in episodes:
+            rec.write(ep)
+    mcap = storage_file(rec.bags[0])
+    offset, _ = chunk_offsets(mcap)[0]
+    data = bytearray(mcap.read_bytes())
+    data[offset + 9 + 40 + 1 : offset + 9 + 40 + 9] = (2**40).to_bytes(8, "little")
+    mcap.write_bytes(bytes(data))
+    report, _ = check(tmp_path, rec.bags[0], "corrupt", 1, episodes[1:])
+    assert f"at byte {offset}" in report.problems.items[0].text
+
+
 def test_corrupt_message_rejects_its_episode(tmp_path, episodes):
     garbage = b"\x00\x01\x00\x00" + b"\xff" * 12  # valid encapsulation, then nonsense string lengths
     bag = write_bag(

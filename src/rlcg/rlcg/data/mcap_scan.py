@@ -1,14 +1,16 @@
 """A forward-scanning MCAP reader that survives truncated and damaged files.
 
 rosbag2 files written by a process that was killed have no summary section and no footer, and a
-damaged chunk should cost the episodes inside it, not the whole file. This reader therefore ignores
-the summary and walks the data section record by record (MCAP spec: opcode u8, length u64, body),
-decompressing each chunk as it comes. It stops at the first record whose length runs past the end
-of the file and reports what it skipped through ``on_problem``.
+damaged chunk should cost the episodes inside it, not the whole file. This reader therefore walks
+the data section record by record (MCAP spec: opcode u8, length u64, body), decompressing each chunk
+as it comes; from a summary section it takes only the schemas and channels, in case the chunk that
+first defined them is damaged. It stops at the first record whose length runs past the end of the
+file and reports what it skipped through ``on_problem``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import struct
 import zlib
@@ -113,7 +115,32 @@ class McapScanner:
         if buf[:8] != MAGIC:
             self.on_problem("corrupt", "not an MCAP file (bad magic bytes)")
             return
+        self._summary_channels(buf, size)
         yield from self._scan(buf, size)
+
+    def _summary_channels(self, buf: memoryview, size: int) -> None:
+        """Schemas and channels from the summary section of a file that has one, so that a damaged
+        chunk which first defined them costs only its own messages. The data section's own records
+        are read as they come and take precedence; a summary that does not parse is ignored."""
+        footer = size - 8 - (9 + 20)  # the footer record (summary start, summary offset start, crc), magic
+        if footer < 8 or buf[size - 8 : size] != MAGIC:
+            return
+        op, length = _RECORD_HEAD.unpack_from(buf, footer)
+        if op != OP_FOOTER or length != 20:
+            return
+        start, offsets, _ = struct.unpack_from("<QQI", buf, footer + 9)
+        end = offsets or footer
+        if not 8 <= start < end <= footer:
+            return
+        pos = start
+        while pos + 9 <= end:
+            op, length = _RECORD_HEAD.unpack_from(buf, pos)
+            if pos + 9 + length > end:
+                return
+            if op in (OP_SCHEMA, OP_CHANNEL):
+                with contextlib.suppress(McapFormatError):
+                    self._record(op, buf[pos + 9 : pos + 9 + length], [])
+            pos += 9 + length
 
     def _scan(self, buf: memoryview, size: int) -> Iterator[list[tuple[str, str, int, memoryview]]]:
         pos = 8
