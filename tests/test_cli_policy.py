@@ -192,3 +192,27 @@ def test_train_runs_unchanged_under_torchrun(small_bag, tmp_path):
     done = subprocess.run([*cmd, "--no-progress"], capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (run / "policy" / "config.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--lr", "nan", "--lr: must be a finite number above 0"),
+        ("--lr", "-1", "--lr: must be a finite number above 0"),
+        ("--gamma", "1.5", "--gamma: must be within [0, 1]"),
+        ("--channels", "0", "--channels: must be at least 1"),
+        ("--threads", "-1", "--threads: must be at least 1"),
+        ("--eval-episodes", "-5", "--eval-episodes: must be at least 0"),
+    ],
+)
+def test_train_q_refuses_bad_numbers_before_reading_any_data(tmp_path, capsys, option, value, message):
+    with pytest.raises(SystemExit):
+        main(["train-q", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "q"), option, value])
+    assert message in capsys.readouterr().err and not (tmp_path / "q").exists()
+
+
+def test_train_q_refuses_a_cem_that_cannot_run(small_bag, tmp_path, capsys):
+    argv = ["train-q", "--data", small_bag, "--out", str(tmp_path / "q"), "--steps", "1", "--no-progress"]
+    assert main([*argv, "--cem", "2", "64", "100"]) == 2
+    assert "--cem: elites must be within 1..population (64), got 100" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

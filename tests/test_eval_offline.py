@@ -404,3 +404,15 @@ def test_pair_searches_pairs_two_recorded_evaluations_scene_by_scene(tmp_path, c
     evaluate(tmp_path / "other", "--domain", "pseudo-real", "--seed", "7")
     with pytest.raises(SystemExit, match="share no episode seed"):
         pair.pair_searches("default", str(tmp_path / "narrow"), str(tmp_path / "other"))
+
+
+def test_a_gan_run_does_not_overwrite_a_sim_only_run_s_policy(mixed_bag, tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--sim-data", str(mixed_bag), "--out", str(run), "--steps", "2", "--threads", "1", "--no-progress"]
+    assert main([*base, "--method", "sim-only"]) == 0
+    before = (run / "policy" / "config.json").read_bytes()
+    capsys.readouterr()
+    gan = ["--method", "gan", "--real-data", str(mixed_bag), "--gen-width", "4", "--gen-blocks", "1"]
+    assert main([*base, *gan]) == 2
+    assert "already holds a trained policy" in capsys.readouterr().err
+    assert (run / "policy" / "config.json").read_bytes() == before

@@ -130,6 +130,7 @@ def _trainer(
     fresh_q_real=False,
     init_run=None,
     generator=TINY_G,
+    qnet=TINY_Q,
     **kw,
 ):
     cfg = GanTrainConfig(
@@ -148,7 +149,7 @@ def _trainer(
     real = WeightedSources([(TinyTransitions(1, 100), 1)])
     return RLCycleGANTrainer(
         cfg,
-        TINY_Q,
+        qnet,
         sim,
         real,
         tmp_path,
@@ -365,6 +366,14 @@ def test_resume_refuses_a_changed_objective_but_not_a_longer_run(tmp_path):
     with pytest.raises(RlcgError, match=r"weights.rl_scene: 1.0 -> 10.0"):
         _trainer(tmp_path, steps=4, resume=True, weights=LossWeights(rl_scene=10.0))
     assert _trainer(tmp_path, steps=4, resume=True, channels_last=True, fused_adam=True).step == 2
+
+
+def test_resume_refuses_another_q_network_and_fewer_steps_than_trained(tmp_path):
+    _trainer(tmp_path, steps=3).fit(progress=False)
+    with pytest.raises(RlcgError, match="Q-network"):
+        _trainer(tmp_path, steps=3, resume=True, qnet=QNetConfig(image_size=32, channels=(8, 8), merge_size=8))
+    with pytest.raises(RlcgError, match="trained 3 joint steps; --steps cannot be fewer"):
+        _trainer(tmp_path, steps=2, resume=True, q_tail_steps=4)  # step 3 would count as the tail's first
 
 
 def test_linear_decay_holds_the_rates_for_half_the_run_then_decays_them_to_zero(tmp_path):
@@ -692,8 +701,13 @@ def test_joint_q_options_reach_the_gan_config_and_are_refused_where_they_do_not_
     argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
     assert main([*argv, "--method", "sim-only", "--q-updates-per-step", "2"]) == 2
     assert "--q-updates-per-step apply to the GAN methods" in capsys.readouterr().err
-    assert main([*argv, "--method", "gan", "--real-data", str(tmp_path), "--lr-q", "0"]) == 2
-    assert "--lr-q must be positive" in capsys.readouterr().err
+    for bad in ("0", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            main([*argv, "--method", "gan", "--real-data", str(tmp_path), "--lr-q", bad])
+        assert "--lr-q: must be a finite number above 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--method", "gan", "--real-data", str(tmp_path), "--lambda-cycle", "nan"])
+    assert "--lambda-cycle: must be a finite number of at least 0" in capsys.readouterr().err
     for extra in (["--method", "rl-cyclegan"], ["--method", "cyclegan", "--init-q", "default"]):
         assert main([*argv, *extra, "--real-data", str(tmp_path), "--fresh-q-real"]) == 2
         assert "--fresh-q-real starts Q_sim from --init-q or --init-run" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 from types import SimpleNamespace
@@ -9,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from rlcg.errors import RlcgError
 from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
@@ -131,9 +134,52 @@ def test_checkpoint_round_trip(tmp_path):
             net.eval()(as_image_tensor(img).expand(2, -1, -1, -1), torch.tensor(acts, dtype=torch.float32))
         )
     assert np.allclose(policy.q_values(img, acts), expected.numpy(), atol=1e-6)
-    # saving again replaces the weights atomically and leaves one weights file
-    save_policy(tmp_path / "ckpt", net, CEMConfig())
-    assert len(list((tmp_path / "ckpt").glob("*.safetensors"))) == 1
+    # saving again replaces the weights atomically; the previous save's stay until the next one
+    ckpt = tmp_path / "ckpt"
+    first = set(ckpt.glob("*.safetensors"))
+    save_policy(ckpt, net, CEMConfig())
+    second = set(ckpt.glob("*.safetensors"))
+    assert len(first) == 1 and first < second and len(second) == 2
+    save_policy(ckpt, net, CEMConfig())
+    assert len(set(ckpt.glob("*.safetensors"))) == 2 and not first & set(ckpt.glob("*.safetensors"))
+
+
+def test_saving_keeps_what_a_reader_needs_and_deletes_only_its_own_files(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "my_other_model.safetensors").write_bytes(b"a user's file")
+    (ckpt / ".model-killed.safetensors.tmp").write_bytes(b"left by a save that was killed")
+    save_checkpoint(ckpt, "q-policy", {"step": 1}, {"w": torch.zeros(1)})
+    read_by_a_reader = json.loads((ckpt / "config.json").read_text())["files"]["weights"]
+    save_checkpoint(ckpt, "q-policy", {"step": 2}, {"w": torch.ones(1)})
+    # a reader that parsed config.json before this save still finds the weights it names
+    assert torch.equal(load_file(str(ckpt / read_by_a_reader))["w"], torch.zeros(1))
+    for step in (3, 4):
+        save_checkpoint(ckpt, "q-policy", {"step": step}, {"w": torch.full((1,), float(step))})
+    config, weights, _ = load_checkpoint(ckpt)
+    assert config == {"step": 4} and torch.equal(weights["w"], torch.full((1,), 4.0))
+    names = {p.name for p in ckpt.iterdir()}
+    assert "my_other_model.safetensors" in names and read_by_a_reader not in names
+    assert not any(n.endswith(".tmp") for n in names) and len([n for n in names if n.startswith("model-")]) == 2
+
+
+@pytest.mark.parametrize(
+    "config_json",
+    [
+        b"[]",
+        b"\xff\xfe not text",
+        b'{"format": "rlcg-checkpoint", "version": 1, "kind": "q-policy"}',
+        b'{"format": "rlcg-checkpoint", "version": 1, "kind": "q-policy", "config": {}, "files": ["w"]}',
+        b'{"format": "rlcg-checkpoint", "version": 1, "kind": "q-policy", "config": 3, "files": {"weights": "w"}}',
+    ],
+)
+def test_a_damaged_config_json_is_a_checkpoint_error(tmp_path, config_json):
+    ckpt = save_checkpoint(tmp_path / "c", "q-policy", {"qnet": {}}, {"w": torch.zeros(1)})
+    (ckpt / "config.json").write_bytes(config_json)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(ckpt)
+    with pytest.raises(CheckpointError):
+        load_policy(ckpt)
 
 
 def test_pickles_and_broken_checkpoints_are_refused(tmp_path):
@@ -236,6 +282,23 @@ def test_resume_continues_a_killed_run(tmp_path, lr_schedule):
     other = "constant" if lr_schedule == "cosine" else "cosine"
     with pytest.raises(RlcgError, match="lr_schedule"):  # a resumed run keeps its schedule
         _trainer(tmp_path / "b", 40, resume=True, lr_schedule=other)
+    with pytest.raises(RlcgError, match="seed=0"):  # and the rest of its settings
+        _trainer(tmp_path / "b", 40, resume=True, seed=3, lr_schedule=lr_schedule)
+
+
+def test_resume_refuses_an_objective_change_and_a_checkpoint_without_training_state(tmp_path):
+    part = _trainer(tmp_path, 10)
+    part.train_step()
+    part.save()
+    cfg = dataclasses.replace(part.config, gamma=0.1, clipped_double_q=True)
+    with pytest.raises(RlcgError, match="gamma=0.9, clipped_double_q=False"):
+        QTOptTrainer(cfg, part.qnet.config, part.data, tmp_path / "run", resume=True)
+    exported = tmp_path / "exported"
+    save_policy(exported, part.qnet, CEMConfig())  # weights only, as `rlcg export-q` writes
+    before = (exported / "config.json").read_bytes()
+    with pytest.raises(RlcgError, match="no training state"):
+        QTOptTrainer(part.config, part.qnet.config, part.data, exported, resume=True)
+    assert (exported / "config.json").read_bytes() == before  # left as it was
 
 
 def test_init_warm_starts_a_fresh_run_from_a_policy(tmp_path):

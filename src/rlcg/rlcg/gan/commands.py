@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rlcg.device import DEVICE_CHOICES, device_name, resolve_device
 from rlcg.errors import CommandError
-from rlcg.sim.commands import positive_int
+from rlcg.sim.commands import nonnegative_float, positive_float, positive_int
 
 METHOD_HELP = (
     "sim-only / randomized-sim: Q alone on --sim-data (sim or randomized-domain episodes); gan: G adversarially, "
@@ -76,7 +76,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--lr-q",
-        type=float,
+        type=positive_float,
         default=None,
         help="GAN methods: the Q-networks' Adam rate (default: 5e-4)",
     )
@@ -129,13 +129,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--gan-loss", choices=["lsgan", "bce"], default="lsgan")
     p.add_argument("--cycle-loss", choices=["mse", "l1"], default="mse", help="d of L_cyc (default: mse, the paper)")
-    p.add_argument("--lambda-gan", type=float, default=1.0)
-    p.add_argument("--lambda-cycle", type=float, default=10.0)
-    p.add_argument("--lambda-rl-scene", type=float, default=1.0)
-    p.add_argument("--lambda-rl", type=float, default=1.0)
+    p.add_argument("--lambda-gan", type=nonnegative_float, default=1.0)
+    p.add_argument("--lambda-cycle", type=nonnegative_float, default=10.0)
+    p.add_argument("--lambda-rl-scene", type=nonnegative_float, default=1.0)
+    p.add_argument("--lambda-rl", type=nonnegative_float, default=1.0)
     p.add_argument(
         "--lambda-identity",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         help="GAN methods: weight of CycleGAN's identity term d(G(y), y) + d(F(x), x), with --cycle-loss's d "
         "(default: 0, off, as in the RL-CycleGAN paper; CycleGAN uses half of --lambda-cycle)",
@@ -162,7 +162,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", type=device_name, default="auto", help=f"torch device: {DEVICE_CHOICES} (default: auto)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
 
 def register(sub) -> None:
@@ -243,7 +243,7 @@ def register(sub) -> None:
     p.add_argument(
         "--device", type=device_name, default="auto", help=f"where G or F runs: {DEVICE_CHOICES} (default: auto)"
     )
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_translate)
 
@@ -281,7 +281,7 @@ def register_bench(bench_sub) -> None:
         default=None,
         help="devices to measure (default: cpu, and cuda if any)",
     )
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument(
         "--ablation",
         action="store_true",
@@ -416,6 +416,8 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
                 raise CommandError(f"sim images are {h}px but real images {rh}px")
             if (out / "checkpoint" / "config.json").exists() and not args.resume:
                 raise CommandError(f"{out} already holds a {method} run; pass --resume or choose another --out")
+            if (out / "policy" / "config.json").exists() and not (out / "checkpoint" / "config.json").exists():
+                raise CommandError(f"{out} already holds a trained policy (a sim-only run?); choose another --out")
             cfg = build_gan_config(args, method, args.steps or 2000, args.batch_size or 8)
             trainer = RLCycleGANTrainer(
                 cfg,
@@ -470,8 +472,6 @@ def cmd_train(args) -> int:
             raise CommandError(f"{' and '.join(given)} apply to the GAN methods; for Q alone use rlcg train-q --lr")
     if args.method in ("sim-only", "randomized-sim") and (args.q_real_augment or args.lambda_identity):
         raise CommandError("--q-real-augment and --lambda-identity apply to the GAN methods (Q_real, G and F)")
-    if args.lr_q is not None and not args.lr_q > 0:
-        raise CommandError(f"--lr-q must be positive, got {args.lr_q}")
     if args.init_run is not None:
         if args.method in ("sim-only", "randomized-sim"):
             raise CommandError("--init-run applies to the GAN methods; to start Q alone from a policy, use --init-q")

@@ -534,6 +534,14 @@ class RLCycleGANTrainer:
         cfg, weights, state = load_checkpoint(self.out / "checkpoint", kind=CHECKPOINT_KIND, with_train_state=True)
         if cfg["train"]["method"] != self.cfg.method:
             raise RlcgError(f"{self.out}: holds a {cfg['train']['method']!r} run, not {self.cfg.method!r}")
+        if cfg["qnet"] != to_dict(_unwrap(self.qs).Q_real.config):
+            raise RlcgError(
+                f"{self.out}: the run's Q-network ({cfg['qnet']}) differs from this one (image size, --channels?); "
+                "cannot resume"
+            )
+        joint_done = min(int(state["step"]), int(cfg["train"]["steps"]))  # past its steps: in the Q tail
+        if self.cfg.steps < joint_done:
+            raise RlcgError(f"{self.out}: the run has trained {joint_done} joint steps; --steps cannot be fewer")
         changed = objective_changes(cfg["train"], self.cfg, done_steps=int(state["step"]))
         if changed:
             raise RlcgError(

@@ -1,8 +1,10 @@
 """Checkpoints: a directory with ``config.json`` and safetensors files. Nothing is ever unpickled.
 
 ``config.json`` names the weights file it belongs to. Saving writes new weights under a fresh
-name, then replaces ``config.json`` atomically (``os.replace``), then deletes stale weights, so a
-reader (or a run killed mid-save) always sees a complete, consistent checkpoint.
+name, then replaces ``config.json`` atomically (``os.replace``), so a reader (or a run killed
+mid-save) always sees a complete, consistent checkpoint. The files of the previous save are kept
+until the next one, so that a reader who parsed the old ``config.json`` still finds its weights;
+only files an earlier ``config.json`` named are ever deleted, never other files in the directory.
 """
 
 from __future__ import annotations
@@ -83,6 +85,9 @@ def save_checkpoint(
     """Write (or update) the checkpoint directory ``path`` atomically; returns it."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
+    for leftover in [*path.glob(".model-*.tmp"), *path.glob(".train-*.tmp"), *path.glob(".config-*.json")]:
+        leftover.unlink(missing_ok=True)  # temporary files of a save that was killed
+    previous = _named_files(path)  # (this checkpoint's files, those of the save before it)
     tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config}
     files = {"weights": f"model-{tag}.safetensors"}
@@ -94,15 +99,27 @@ def save_checkpoint(
         _save_tensors(path / files["train_state"], tensors)
         meta["train_state"] = tree
     meta["files"] = files
+    meta["previous_files"] = sorted(previous[0])
     tmp = path / f".config-{tag}.json"
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
     _fsync(tmp)
     os.replace(tmp, path / "config.json")
-    keep = set(files.values())
-    for stale in path.glob("*.safetensors"):
-        if stale.name not in keep:
-            stale.unlink(missing_ok=True)
+    for stale in previous[1] - previous[0] - set(files.values()):
+        (path / stale).unlink(missing_ok=True)
     return path
+
+
+def _named_files(path: Path) -> tuple[set[str], set[str]]:
+    """The weights files the checkpoint's config.json names, and those of the save before it."""
+    try:
+        meta = json.loads((path / "config.json").read_text())
+        current = {str(name) for name in meta["files"].values()}
+        before = {str(name) for name in meta.get("previous_files", [])}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none yet, or unreadable
+        return set(), set()
+    # only plain file names inside the directory: a damaged config must not delete anything else
+    safe = {n for n in current | before if n.endswith(".safetensors") and Path(n).name == n}
+    return current & safe, before & safe
 
 
 def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
@@ -136,14 +153,18 @@ def read_checkpoint_meta(path: str | Path, kind: str | None = None) -> tuple[Pat
         raise CheckpointError(f"{path}: no config.json: not an rlcg checkpoint (or an unfinished one)")
     try:
         meta = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{cfg_file}: not valid JSON ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg_file}: not an rlcg checkpoint (format {meta.get('format')!r})")
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{cfg_file}: not an rlcg checkpoint (format {found!r})")
     if meta.get("version") != VERSION:
         raise CheckpointError(f"{cfg_file}: checkpoint version {meta.get('version')} is not supported")
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(f"{path}: is a {meta.get('kind')!r} checkpoint, expected {kind!r}")
+    files = meta.get("files")
+    if not (isinstance(meta.get("config"), dict) and isinstance(files, dict) and isinstance(files.get("weights"), str)):
+        raise CheckpointError(f"{cfg_file}: damaged: it needs a 'config' object and 'files' naming the weights")
     return path, meta
 
 
@@ -155,8 +176,11 @@ def load_checkpoint(
     weights = _load_tensors(path / meta["files"]["weights"])
     train_state = None
     if with_train_state and "train_state" in meta["files"]:
-        tensors = _load_tensors(path / meta["files"]["train_state"])
-        train_state = unflatten_state(meta["train_state"], tensors)
+        tensors = _load_tensors(path / str(meta["files"]["train_state"]))
+        try:
+            train_state = unflatten_state(meta["train_state"], tensors)
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: the training state in config.json does not match its file ({exc})") from exc
     return meta["config"], weights, train_state
 
 

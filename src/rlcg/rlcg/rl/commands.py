@@ -9,7 +9,16 @@ from pathlib import Path
 
 from rlcg.device import DEVICE_CHOICES, device_name, resolve_device
 from rlcg.errors import CommandError
-from rlcg.sim.commands import add_cem_arg, add_world_args, cem_from_args, image_size, positive_int
+from rlcg.sim.commands import (
+    add_cem_arg,
+    add_world_args,
+    cem_from_args,
+    image_size,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
 
 EVAL_SEED = 1000  # fixed evaluation seeds: every policy is compared on the same scenes
 
@@ -60,7 +69,7 @@ def register(sub) -> None:
         help="start from this policy checkpoint's weights (same network); ignored when --resume continues a run",
     )
     p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
+    p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument(
         "--lr-schedule",
         choices=["constant", "cosine"],
@@ -68,10 +77,12 @@ def register(sub) -> None:
         help="constant, or a cosine decay over --steps down to 5%% of --lr (default: constant)",
     )
     p.add_argument("--loss", choices=["mse", "bce"], default="bce", help="TD distance d (default: bce, QT-Opt)")
-    p.add_argument("--gamma", type=float, default=0.9, help="discount (default: 0.9, QT-Opt)")
+    p.add_argument("--gamma", type=unit_fraction, default=0.9, help="discount (default: 0.9, QT-Opt)")
     p.add_argument("--clipped-double-q", action="store_true", help="min of Polyak and lagged target networks")
     p.add_argument("--use-z", action="store_true", help="the action's z offset is a network input")
-    p.add_argument("--channels", type=int, nargs="+", default=[32, 64, 64], help="conv widths (default: 32 64 64)")
+    p.add_argument(
+        "--channels", type=positive_int, nargs="+", default=[32, 64, 64], help="conv widths (default: 32 64 64)"
+    )
     p.add_argument(
         "--cem",
         type=int,
@@ -82,8 +93,8 @@ def register(sub) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-every", type=int, default=0, help="evaluate in sim every N steps (0: never)")
-    p.add_argument("--eval-episodes", type=int, default=50)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--eval-episodes", type=nonnegative_int, default=50)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--device", type=device_name, default="cpu", help=f"torch device: {DEVICE_CHOICES} (default: cpu)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_train_q)
@@ -183,7 +194,7 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--steps", type=positive_int, default=30)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--image-size", type=image_size, default=64)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_train_q)
 
@@ -218,7 +229,6 @@ def cmd_train_q(args) -> int:
 
     from rlcg.models.qnet import QNetConfig
     from rlcg.provenance import provenance
-    from rlcg.rl.cem import CEMConfig
     from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, describe
     from rlcg.sim.config import SimConfig
 
@@ -228,7 +238,7 @@ def cmd_train_q(args) -> int:
     if h != w:
         raise CommandError(f"images must be square, got {w}x{h}")
     sim = SimConfig.load(image_size=h)
-    cem = CEMConfig(*args.cem)
+    cem = cem_from_args(args.cem)
     qcfg = QNetConfig.for_world(sim, channels=tuple(args.channels), use_z=args.use_z)
     tcfg = QTrainConfig(
         steps=args.steps,

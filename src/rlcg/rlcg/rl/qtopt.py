@@ -225,14 +225,18 @@ class QTOptTrainer:
         return state
 
     def _resume(self) -> None:
-        cfg, weights, state = load_checkpoint(self.out, kind=POLICY_KIND, with_train_state=True)
-        if state is None:
-            return
         from rlcg.errors import RlcgError
+
+        cfg, weights, state = load_checkpoint(self.out, kind=POLICY_KIND, with_train_state=True)
+        if state is None:  # an exported policy: resuming would start from scratch and overwrite it
+            raise RlcgError(
+                f"{self.out}: this checkpoint has no training state to resume (an exported policy?); "
+                "start a new run from its weights with --init instead"
+            )
 
         if to_dict(self.qnet.config) != cfg["qnet"]:
             raise RlcgError(f"{self.out}: the checkpoint's network differs from this run's; cannot resume")
-        self._check_schedule(cfg.get("training", {}))
+        self._check_same_settings(cfg.get("training", {}))
         self.qnet.load_state_dict(weights)
         self.target.load_state_dict(state["target"])
         if self.lagged is not None and "lagged" in state:
@@ -243,15 +247,20 @@ class QTOptTrainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
 
-    def _check_schedule(self, saved: dict[str, Any]) -> None:
-        """A resumed run keeps its learning-rate schedule: a different one would silently change the
-        rest of the run (and the checkpoint's record of how it was trained)."""
+    def _check_same_settings(self, saved: dict[str, Any]) -> None:
+        """A resumed run keeps its learning-rate schedule and its objective: different ones would
+        silently change the rest of the run (and the checkpoint's record of how it was trained)."""
         from rlcg.errors import RlcgError
 
         keys = ["lr", "lr_schedule", "final_lr_fraction"] + (["steps"] if self.config.lr_schedule == "cosine" else [])
+        keys += [
+            *("gamma", "loss", "polyak", "clipped_double_q", "lagged_period", "target_cem"),
+            *("weight_decay", "batch_size", "seed"),
+        ]
         defaults = {"lr_schedule": "constant", "final_lr_fraction": 0.05}  # checkpoints from before the schedules
         mine = to_dict(self.config)
-        differ = [k for k in keys if saved.get(k, defaults.get(k)) != mine[k]]
+        # a setting an older checkpoint did not record is taken as this run's
+        differ = [k for k in keys if saved.get(k, defaults.get(k, mine[k])) != mine[k]]
         if differ:
             was = ", ".join(f"{k}={saved.get(k, defaults.get(k))}" for k in differ)
             raise RlcgError(f"{self.out}: this run was trained with {was}; resume it with the same settings")
