@@ -140,3 +140,12 @@ def test_calibrate_cli(tmp_path, capsys):
     assert main(["calibrate", "--policy", str(out), "--data", str(bag), "--out", str(out)]) == 2
     assert "is the policy itself" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+    # an earlier calibrated copy may be written again; any other checkpoint is left alone
+    assert main(["calibrate", "--data", str(bag), "--out", str(out)]) == 0
+    trained = tmp_path / "trained"
+    save_checkpoint(trained, POLICY_KIND, {"qnet": {}}, {"w": torch.zeros(1)})
+    before = (trained / "config.json").read_bytes()
+    capsys.readouterr()
+    assert main(["calibrate", "--data", str(bag), "--out", str(trained)]) == 2
+    assert "already holds something other than a calibrated policy" in capsys.readouterr().err
+    assert (trained / "config.json").read_bytes() == before

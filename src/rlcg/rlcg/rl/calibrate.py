@@ -170,11 +170,24 @@ def _fit(qnet, images, actions, rewards, max_offset: float) -> OffsetFit:
 
 
 def check_out_path(src: str | Path, dst: str | Path) -> None:
-    """Refuse to write the calibrated copy over the policy it is calibrated from."""
+    """Refuse to write the calibrated copy over the policy it is calibrated from, or over anything
+    but an earlier calibrated copy (a training run's checkpoint, a user's files)."""
+    from rlcg.rl.checkpoint import CheckpointError, read_checkpoint_meta
     from rlcg.rl.policy import resolve_policy_path
 
-    if Path(dst).resolve() == resolve_policy_path(src).resolve():
+    dst = Path(dst)
+    if dst.resolve() == resolve_policy_path(src).resolve():
         raise CalibrationError(f"--out {dst} is the policy itself: write the calibrated policy elsewhere")
+    if not dst.exists() or (dst.is_dir() and not any(dst.iterdir())):
+        return
+    try:
+        calibrated = "calibration" in read_checkpoint_meta(dst)[1]["config"]
+    except CheckpointError:
+        calibrated = False
+    if not calibrated:
+        raise CalibrationError(
+            f"--out {dst} already holds something other than a calibrated policy; write it elsewhere"
+        )
 
 
 def calibrate_policy(src: str | Path, dst: str | Path, fit: OffsetFit, data: list[str]) -> Path:
