@@ -247,3 +247,11 @@ def test_an_episode_that_cannot_be_recorded_leaves_nothing_of_itself(tmp_path):
     report = ingest([tmp_path / "rec"], tmp_path / "ds", progress=False)
     assert report.episodes == 2 and not report.problems.items  # no half episode without its outcome
     assert_same_transitions(TransitionDataset.open(tmp_path / "ds"), [good[0], good[2]])
+
+
+def test_a_bag_directory_given_with_a_tilde_goes_to_the_home_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    with EpisodeRecorder("~/rlcg_bags/run") as rec:  # as `bag_dir:=~/rlcg_bags/run` reaches the node
+        rec.write(real_episodes(1, base_seed=70)[0])
+    assert rec.bags[0].parent == tmp_path / "home" / "rlcg_bags" / "run"
+    assert not Path("~").exists()

@@ -35,10 +35,15 @@ BAG_DIR = Path(tempfile.mkdtemp(prefix="rlcg-launch-test-")) / "bags"
 
 @launch_pytest.fixture
 def policy_only():
+    # the shipped parameter file first, as the launch files load it; then overrides as a user gives
+    # them: a search box as a list and an integer where a float is declared
+    shipped = PathJoinSubstitution([FindPackageShare("rlcg_bringup"), "config", "policy_node.yaml"])
+    overrides = {"model": "random", "auto_execute": False, "decision_period_s": 1, "publish_heatmap": False}
     node = Node(
         package="rlcg_ros",
         executable="policy_node",
-        parameters=[{"model": "random", "auto_execute": False, "decision_period_s": 0.2, "publish_heatmap": False}],
+        name="policy_node",
+        parameters=[shipped, {**overrides, "workspace_x": [0.5, 0.7]}],
         remappings=[("image", "/rlcg_test/image")],
     )
     return LaunchDescription([node, launch_pytest.actions.ReadyToTest()])
@@ -61,7 +66,7 @@ def test_policy_node_picks_a_grasp_from_a_published_image():
             rclpy.spin_once(probe, timeout_sec=0.1)
         assert poses, "policy_node published no grasp pose within 30 s"
         assert poses[0].header.frame_id == topics.BASE_FRAME
-        assert 0.4 < poses[0].pose.position.x < 0.8
+        assert 0.5 <= poses[0].pose.position.x <= 0.7  # inside the search box given as a parameter
     finally:
         rclpy.shutdown()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlcg.robot.executor import ExecutorSettings
-from rlcg.robot.params import read_node_params, settings_from_params
+from rlcg.robot.params import param_defaults, read_node_params, settings_from_params
 from rlcg.robot.policy_runner import PolicyNodeSettings
 from rlcg.robot.recorder_core import RecorderNodeSettings
 from rlcg.robot.sim_node import SimNodeSettings
@@ -92,10 +92,30 @@ def test_executables_in_launch_files_are_entry_points():
     ],
 )
 def test_node_parameter_files_load(node, settings):
-    params = read_node_params(ROOT / "config" / f"{node}.yaml", node)
+    path = ROOT / "config" / f"{node}.yaml"
+    params = read_node_params(path, node)
     loaded = settings_from_params(settings, params, node)
-    assert set(params) == set(settings.__dataclass_fields__)  # the file documents every parameter
+    # ROS parameter files cannot hold an empty list (rcl reads `[]` as no value): a field whose
+    # default is empty is documented as a commented-out example instead, and left unset
+    empty = {name for name, value in param_defaults(settings).items() if value == []}
+    assert not empty & set(params), f"{path}: an empty list cannot be a ROS parameter value"
+    commented = {name for name in empty if f"# {name}: [" in path.read_text()}
+    assert set(params) | commented == set(settings.__dataclass_fields__)  # the file documents every parameter
     assert loaded == settings_from_params(settings, dict(params))
+
+
+def test_parameter_files_of_namespaced_nodes_match_them_in_any_namespace():
+    """A node started in the robot's namespace takes only entries keyed /**/<name> (or its full name)."""
+    import yaml
+
+    launch = (ROOT / "launch" / "moveit_executor.launch.py").read_text()
+    assert 'executable="moveit_executor_node",\n            namespace=robot_name' in launch
+    keys = set(yaml.safe_load((ROOT / "config" / "moveit_executor_node.yaml").read_text()))
+    assert keys == {"/**/moveit_executor_node"}
+    gripper = yaml.safe_load((ROOT / "config" / "gripper_controllers.yaml").read_text())
+    # the controller spawner (--param-file) reads the controller's type from its own entry
+    controller = gripper["/**/gripper_controller"]["ros__parameters"]
+    assert controller["type"] == "position_controllers/GripperActionController"
 
 
 def test_executor_box_contains_the_policy_workspace(sim_config):

@@ -28,7 +28,9 @@ class MoveItBackend:
         from moveit.planning import MoveItPy  # Jazzy and later; not released for Humble
 
         self.node = node
-        self.moveit = MoveItPy(node_name="rlcg_moveit_py")
+        # MoveItPy starts its own rclcpp node, which does not see this process's __ns remap: give it
+        # the robot's namespace, or it plans from /joint_states and drives /<controller> outside it.
+        self.moveit = MoveItPy(node_name="rlcg_moveit_py", name_space=node.get_namespace())
         self.arm = self.moveit.get_planning_component(settings.planning_group)
         self.gripper = ActionClient(node, GripperCommand, gripper_action, callback_group=ReentrantCallbackGroup())
         self.width_to_position = width_to_position

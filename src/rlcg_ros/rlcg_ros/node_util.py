@@ -28,14 +28,24 @@ _PARAM_TYPES = {
 
 
 def declare_settings(node: Node, cls: type, prefix: str = ""):
-    """Declare one ROS parameter per field of ``cls`` (typed, so empty lists work) and build ``cls``
-    from their values; a bad value raises rlcg's ConfigError naming the parameter."""
+    """Declare one ROS parameter per field of ``cls`` and build ``cls`` from their values; a bad
+    value raises rlcg's ConfigError naming the parameter.
+
+    Float and list fields are dynamically typed, and rlcg checks their values: rclpy would type an
+    empty default list as a byte array (then refuse a list of numbers for it) and refuse an integer
+    for a float (``-p decision_period_s:=1``). A parameter left unset (a file cannot hold ``[]``)
+    takes the field's default."""
     hints = typing.get_type_hints(cls)
     values = {}
     for name, default in param_defaults(cls).items():
-        descriptor = ParameterDescriptor(type=_PARAM_TYPES[hints[name]], description=f"{cls.__name__}.{name}")
+        hint = hints[name]
+        description = f"{cls.__name__}.{name}"
+        if hint is float or typing.get_origin(hint) is list:
+            descriptor = ParameterDescriptor(description=description, dynamic_typing=True)
+        else:
+            descriptor = ParameterDescriptor(type=_PARAM_TYPES[hint], description=description)
         param = node.declare_parameter(prefix + name, default, descriptor)
-        values[name] = param.value
+        values[name] = default if param.value is None else param.value
     return settings_from_params(cls, values, f"{node.get_name()} parameters")
 
 

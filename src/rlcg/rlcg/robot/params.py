@@ -22,11 +22,11 @@ def read_node_params(path: str | Path, node_name: str) -> dict[str, Any]:
     """The ``ros__parameters`` of ``node_name`` in a ROS 2 parameter file (``/**`` entries too).
 
     Later, more specific entries win, as with ``ros2 run ... --params-file``: ``/**`` first,
-    then ``node_name`` and ``/node_name``.
+    then ``/**/node_name`` (the node in any namespace), ``node_name`` and ``/node_name``.
     """
     data = load_yaml(path)
     merged: dict[str, Any] = {}
-    for key in ("/**", node_name, f"/{node_name}"):
+    for key in ("/**", f"/**/{node_name}", node_name, f"/{node_name}"):
         entry = data.get(key)
         if entry is None:
             continue
