@@ -19,8 +19,9 @@
 #   (--real-rl --real-rl-share REAL_SHARE). Round ROUNDS + 1 in sim is collected first, as for FINAL=fresh.
 #   The last run is then calibrated (into WORK_DIR/own-N-calibrated) and evaluated.
 # Usage (from the repository root, venv active): scripts/make_rounds_policy.sh DATA_DIR [WORK_DIR]
-#   DATA_DIR holds the transfer bench's ingested datasets, sim, sim-onpolicy and real-* (every one is
-#   used), as `rlcg bench transfer --real-domain pseudo-real --preset paper --out REPORT` leaves them
+#   DATA_DIR holds the transfer bench's episodes (bag directories or ingested datasets), sim,
+#   sim-onpolicy and real-* (every one is used), as `rlcg bench transfer --real-domain pseudo-real
+#   --preset paper --out REPORT` leaves them
 #   in REPORT/data (real-0, real-1 and real-2 there). WORK_DIR defaults to runs/rounds-$SEED.
 #   Re-running with the same WORK_DIR skips the steps that finished (a .done-STEP marker each) and
 #   resumes an interrupted training.

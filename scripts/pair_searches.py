@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("policy", help="the policy checkpoint both evaluations ran")
     parser.add_argument("narrow", help="the first recorded evaluation (bags or dataset)")
-    parser.add_argument("wide", help="dataset of the second, on the same scenes")
+    parser.add_argument("wide", help="the second, on the same scenes (bags or dataset)")
     parser.add_argument("--near", type=float, default=0.02, help="metres within which two grasps are one place")
     args = parser.parse_args(argv)
     print(json.dumps(pair_searches(args.policy, args.narrow, args.wide, args.near), indent=2))

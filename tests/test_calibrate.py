@@ -149,3 +149,13 @@ def test_calibrate_cli(tmp_path, capsys):
     assert main(["calibrate", "--data", str(bag), "--out", str(trained)]) == 2
     assert "already holds something other than a calibrated policy" in capsys.readouterr().err
     assert (trained / "config.json").read_bytes() == before
+
+
+def test_calibrate_takes_any_device_name_the_other_commands_take(capsys):
+    from rlcg.cli import build_parser
+
+    args = build_parser().parse_args(["calibrate", "--data", "d", "--out", "o", "--device", "cuda:1"])
+    assert args.device == "cuda:1"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["calibrate", "--data", "d", "--out", "o", "--device", "U"])
+    assert "--device" in capsys.readouterr().err

@@ -79,3 +79,61 @@ def test_bench_sim_reports_the_documented_keys(capsys):
     report = json.loads(capsys.readouterr().out)
     for key in ("attempts_per_s_1_worker", "attempts_per_s_2_workers", "attempts_per_s_per_core"):
         assert report[key] > 0
+
+
+def test_a_worker_that_cannot_start_is_a_clear_error_not_a_hang(tmp_path):
+    """A pool replaces a worker whose set-up raised, forever; the error must reach the command."""
+    import shutil
+
+    from rlcg.paths import config_dir
+
+    config = tmp_path / "config"
+    shutil.copytree(config_dir(), config)
+    world = config / "world.yaml"
+    world.write_text(world.read_text().replace("settle_steps:", "settle_step:"))  # a typo'd key
+    out = subprocess.run(
+        [sys.executable, "-m", "rlcg.cli", "sim", "--policy", "random", "--episodes", "2", "--workers", "2"]
+        + ["--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"RLCG_CONFIG_DIR": str(config)},
+    )
+    assert out.returncode == 2, out.stderr
+    assert "a worker process could not start" in out.stderr and "settle_step" in out.stderr
+    assert "Traceback" not in out.stderr.split("a worker process could not start")[-1]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["collect", "--episodes", "1", "--out", "x", "--explore", "2"], "--explore: must be within [0, 1]"),
+        (["collect", "--episodes", "1", "--out", "x", "--max-bag-mb", "0"], "--max-bag-mb: must be a finite"),
+        (["sim", "--episodes", "1", "--seed", "-1"], "--seed: must be at least 0"),
+        (["render", "--out", "grid.jpg"], "ends in .png"),
+    ],
+)
+def test_bad_values_are_refused_when_parsed(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_an_image_size_the_policy_cannot_take_is_a_clear_error(capsys):
+    assert main(["sim", "--policy", "default", "--episodes", "1", "--image-size", "32", "--no-progress"]) == 2
+    assert "--image-size 32: the policy takes 64x64 images" in capsys.readouterr().err
+
+
+def test_a_rollout_in_this_process_gives_the_caller_its_threads_back():
+    import torch
+
+    from rlcg.data.episode import MemorySink
+    from rlcg.rollout import RolloutSpec, rollout
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        rollout(RolloutSpec(policy="random", episodes=1), MemorySink(), workers=1, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

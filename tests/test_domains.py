@@ -94,6 +94,12 @@ def test_custom_transform_is_applied(tmp_path):
         ("name: x\ntransform: nofile.py:f\n", "transform: file"),
         ("name: x\ntransform: just_a_name\n", "file.py:function"),
         ("- a list\n", "mapping"),
+        ("name: x\nsensor:\n  contrast: .nan\n", "sensor.contrast: expected a finite number"),
+        ("name: x\ncamera:\n  fov_jitter: 1.5\n", "fov_jitter must be within"),
+        ("name: x\ncamera:\n  position_jitter: -0.01\n", "position_jitter must be >= 0"),
+        ("name: x\nobjects:\n  texture_contrast: 2.0\n", "texture_contrast must be within"),
+        ("name: x\nlight:\n  ambient_jitter: -0.1\n", "ambient_jitter must be >= 0"),
+        ("name: x\nlight:\n  ambient: 0.1\nlight:\n  diffuse: 0.2\n", "'light' is given twice"),
     ],
 )
 def test_bad_domain_files_name_the_field(tmp_path, text, message):

@@ -192,3 +192,29 @@ def test_collision_hulls_are_simplified_but_keep_the_shape():
         assert all(np.isclose(full, p, atol=1e-5).all(axis=1).any() for p in hull)
         ext_full, ext_hull = np.ptp(full, axis=0), np.ptp(hull, axis=0)
         assert np.all(ext_hull >= 0.9 * ext_full), (oid, ext_hull / ext_full)
+
+
+@pytest.mark.parametrize(
+    "file, old, new, message",
+    [
+        ("robot.yaml", "waypoints: 5", "waypoints: 0", "waypoints must be at least 1"),
+        ("world.yaml", "per_bin: [5, 5]", "per_bin: [5, 150]", "per_bin allows at most 100"),
+        ("world.yaml", "time_step:", "time_step: 0 #", "time_step must be within"),
+        ("world.yaml", "scale:", "scale: .nan #", "scale: expected a finite number"),
+        ("camera.yaml", "far:", "far: 0.01 #", "0 < near < far"),
+    ],
+)
+def test_config_values_that_would_break_the_world_are_refused(tmp_path, file, old, new, message):
+    import shutil
+
+    from rlcg.configio import ConfigError
+    from rlcg.paths import config_dir
+    from rlcg.sim.config import SimConfig
+
+    root = tmp_path / "config"
+    shutil.copytree(config_dir(), root)
+    text = (root / file).read_text()
+    assert old in text
+    (root / file).write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=message):
+        SimConfig.load(root)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
+from rlcg.errors import RlcgError
 from rlcg.policies import SCRIPTED_POLICIES, ExploringPolicy, Observation, Policy
 from rlcg.scratch import adopt_scratch_root, scratch_root
 from rlcg.sim.domains import Domain, load_domain
@@ -149,9 +150,21 @@ def _init_worker(spec: RolloutSpec, scratch: str | None = None) -> None:
     _WORKER.update(world=world, policy=policy, spec=spec)
 
 
+def _init_pool_worker(spec: RolloutSpec, scratch: str) -> None:
+    """A pool worker's set-up. An error is kept and raised by the worker's first episode, which
+    reaches the caller: raised here, it would make the pool start replacement workers forever."""
+    try:
+        _init_worker(spec, scratch)
+    except Exception as exc:  # noqa: BLE001 - any set-up error: a bad config, a missing checkpoint
+        error = exc if isinstance(exc, RlcgError) else RlcgError(f"{type(exc).__name__}: {exc}")
+        _WORKER["error"] = RlcgError(f"a worker process could not start: {error}")
+
+
 def _run_seed(seed: int) -> Episode:
+    if "error" in _WORKER:
+        raise _WORKER["error"]
     spec: RolloutSpec = _WORKER["spec"]
-    label = _policy_label(spec.policy) + (f"+explore{spec.explore:g}" if spec.explore else "")
+    label = _policy_label(spec.policy) + (f"+explore{spec.explore:g}" if spec.explore > 0 else "")
     if spec.cem is not None:
         label += "+cem{}-{}-{}".format(*spec.cem)
     if spec.translate_with is not None:
@@ -170,15 +183,19 @@ class EpisodeRunner:
         self.spec = spec
         self.workers = workers
         self._pool = None
+        self._threads: int | None = None
 
     def __enter__(self) -> EpisodeRunner:
         if self.workers <= 1:
+            import torch
+
+            self._threads = torch.get_num_threads()  # the worker set-up takes one; the caller gets its own back
             _init_worker(self.spec)
         else:
             ctx = mp.get_context("spawn")  # no inherited PyBullet clients or torch thread pools
             # the workers write beneath this process's scratch root, which is removed when it exits
             scratch = str(scratch_root())
-            self._pool = ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.spec, scratch))
+            self._pool = ctx.Pool(self.workers, initializer=_init_pool_worker, initargs=(self.spec, scratch))
         return self
 
     def run(self, seeds: list[int], ordered: bool = True) -> Iterator[Episode]:
@@ -195,8 +212,13 @@ class EpisodeRunner:
         if self._pool is not None:
             self._pool.terminate()
             self._pool.join()
-        elif "world" in _WORKER:
+            return
+        if "world" in _WORKER:
             _WORKER.pop("world").close()
+        if self._threads is not None:
+            import torch
+
+            torch.set_num_threads(self._threads)
 
 
 def iter_episodes(spec: RolloutSpec, workers: int = 1) -> Iterator[Episode]:

@@ -44,7 +44,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--q-batch-size",
         type=positive_int,
         default=32,
-        help="transitions per Q update of the GAN methods (default: 32)",
+        help="transitions per Q update of the GAN methods, at least --batch-size (default: 32)",
     )
     p.add_argument(
         "--init-q",
@@ -146,7 +146,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=False,
         help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (default: off; docs/method.md)",
     )
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--bf16", action="store_true", help="GAN methods: bfloat16 autocast")
     p.add_argument(
         "--channels-last",
         action="store_true",

@@ -3,7 +3,7 @@ action fused in, after QT-Opt (Kalashnikov et al. 2018), scaled down for 64x64 i
 
 QT-Opt broadcast-adds an embedding of the action to a convolutional feature map midway through
 the network and continues with convolutions and fully connected layers to a sigmoid. Here the
-action is merged late, at an 8x8 map: everything before the merge depends on the image alone, so
+action is merged late, at a 16x16 map: everything before the merge depends on the image alone, so
 the cross-entropy method encodes an image once and scores all its candidate grasps with the small
 post-merge head (``encode`` + ``head``), instead of running the full network per candidate.
 """

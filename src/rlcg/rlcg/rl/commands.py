@@ -57,7 +57,8 @@ def register(sub) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run saved in --out (same --lr and --lr-schedule, and --steps for cosine)",
+        help="continue the run saved in --out (with the same --lr, --lr-schedule, --batch-size, --seed, --gamma, "
+        "--loss, --cem and --clipped-double-q, and the same --steps for cosine)",
     )
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=1000, help="save the run every N steps (default: 1000)"
@@ -153,7 +154,7 @@ def register(sub) -> None:
         metavar="N",
         help="refuse to calibrate on fewer recorded grasps (default: 100; fewer widen the reported standard error)",
     )
-    p.add_argument("--device", choices=DEVICE_CHOICES, default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--device", type=device_name, default="cpu", help=f"torch device: {DEVICE_CHOICES} (default: cpu)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_calibrate)
 

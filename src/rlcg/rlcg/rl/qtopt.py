@@ -57,7 +57,7 @@ class QTrainConfig:
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000
-    eval_every: int = 0  # steps between success-rate evaluations in sim (0: only at the end if eval_episodes)
+    eval_every: int = 0  # steps between success-rate evaluations in sim (0: never)
     eval_episodes: int = 0
     eval_domain: str = "sim"
 

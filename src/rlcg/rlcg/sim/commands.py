@@ -54,6 +54,12 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
+def png_path(text: str) -> str:
+    if not text.lower().endswith(".png"):
+        raise argparse.ArgumentTypeError(f"the output is a PNG file, so its name ends in .png, got {text!r}")
+    return text
+
+
 def image_size(text: str) -> int:
     value = int(text)
     if not 16 <= value <= 1024:
@@ -82,7 +88,7 @@ def add_world_args(
     )
     p.add_argument(
         "--seed",
-        type=int,
+        type=nonnegative_int,
         default=default_seed,
         help=f"base seed; episode i uses a seed derived from it (default: {default_seed})",
     )
@@ -171,9 +177,12 @@ def register(sub) -> None:
     p.add_argument(
         "--max-episodes-per-bag", type=positive_int, default=None, help="start a new bag after this many episodes"
     )
-    p.add_argument("--max-bag-mb", type=float, default=None, help="start a new bag after this many megabytes")
+    p.add_argument("--max-bag-mb", type=positive_float, default=None, help="start a new bag after this many megabytes")
     p.add_argument(
-        "--explore", type=float, default=0.0, help="probability of a random grasp instead of the policy's (default: 0)"
+        "--explore",
+        type=unit_fraction,
+        default=0.0,
+        help="probability of a random grasp instead of the policy's (default: 0)",
     )
     p.set_defaults(handler=cmd_collect)
 
@@ -184,7 +193,7 @@ def register(sub) -> None:
     )
     p.add_argument("--domain", default="sim", help="built-in domain name or a domain YAML file")
     p.add_argument("--seeds", type=positive_int, default=16, help="number of scenes (default: 16)")
-    p.add_argument("--seed", type=int, default=0, help="base seed (default: 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="base seed (default: 0)")
     p.add_argument("--bins", choices=["single", "multi"], default="multi")
     p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: 64)")
     p.add_argument(
@@ -193,7 +202,7 @@ def register(sub) -> None:
         default=None,
         help="upscale each image by this factor in the grid (default: to about 128 pixels)",
     )
-    p.add_argument("--out", required=True, metavar="PNG")
+    p.add_argument("--out", required=True, type=png_path, metavar="PNG")
     p.set_defaults(handler=cmd_render)
 
 
@@ -204,7 +213,9 @@ def register_bench(bench_sub) -> None:
         description="Grasp attempts per second of the world at 64x64 with the random policy, with 1 and 2 "
         "worker processes (after warm-up: shapes preloaded, workers started).",
     )
-    p.add_argument("--attempts", type=positive_int, default=200, help="attempts per measurement (default: 200)")
+    p.add_argument(
+        "--attempts", type=positive_int, default=200, help="attempts per worker and measurement (default: 200)"
+    )
     p.add_argument("--domain", default="sim")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_sim)
@@ -231,6 +242,10 @@ def _spec_from_args(args, default_split: str | None = None):
         policy = load_policy(
             args.policy, device=device
         )  # a missing or broken checkpoint is an error before any worker starts
+        if args.image_size is not None and args.image_size != policy.image_size:
+            raise CommandError(
+                f"--image-size {args.image_size}: the policy takes {policy.image_size}x{policy.image_size} images"
+            )
         if translate_with is not None:
             from rlcg.gan.translate import translated_policy
 
@@ -324,7 +339,7 @@ def cmd_collect(args) -> int:
         storage=args.storage,
         distro=args.distro,
         max_episodes_per_bag=args.max_episodes_per_bag,
-        max_bag_bytes=int(args.max_bag_mb * 1e6) if args.max_bag_mb else None,
+        max_bag_bytes=int(args.max_bag_mb * 1e6) if args.max_bag_mb is not None else None,
     )
     try:
         summary = rollout(spec, recorder, workers=args.workers, progress=not args.no_progress, desc="collect")
@@ -396,7 +411,7 @@ def cmd_bench_sim(args) -> int:
         "image_size": 64,
         "policy": "random",
         "domain": args.domain,
-        "attempts_per_measurement": args.attempts,
+        "attempts_per_worker": args.attempts,  # each measurement runs attempts x workers
     }
     if args.json:
         print(json.dumps(report))

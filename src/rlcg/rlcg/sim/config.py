@@ -68,6 +68,14 @@ class ObjectsConfig:
             raise ConfigError(f"per_bin must be [min, max] with 1 <= min <= max, got {list(self.per_bin)}")
         if self.test_split != "ends_with_0":
             raise ConfigError(f"test_split {self.test_split!r} is not supported (only 'ends_with_0')")
+        if hi > 100:  # a bin draws its objects without replacement, and the test split holds 100
+            raise ConfigError(f"per_bin allows at most 100 objects, got {hi}")
+        if not 0 <= self.drop_height[0] <= self.drop_height[1]:
+            raise ConfigError(f"drop_height must be [low, high] with 0 <= low <= high, got {list(self.drop_height)}")
+        if self.scale <= 0 or self.mass <= 0:
+            raise ConfigError("scale and mass must be > 0")
+        if self.settle_steps < 1 or self.hull_points < 0 or 0 < self.hull_points < 4:
+            raise ConfigError("settle_steps must be at least 1, and hull_points 0 (all) or at least 4")
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,12 @@ class PhysicsConfig:
     settle_step_factor: int = 2
     settle_solver_iterations: int = 50
     gravity: float = -9.81
+
+    def validate(self) -> None:
+        if not 0 < self.time_step <= 0.1:
+            raise ConfigError(f"time_step must be within (0, 0.1] s, got {self.time_step}")
+        if min(self.solver_iterations, self.settle_step_factor, self.settle_solver_iterations) < 1:
+            raise ConfigError("solver_iterations, settle_step_factor and settle_solver_iterations must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -134,6 +148,14 @@ class ExecutorConfig:
     waypoints: int = 10
     contact_stop: bool = True
 
+    def validate(self) -> None:
+        steps = ("descend_steps", "close_steps", "lift_steps", "ik_iterations", "waypoints")
+        for name in steps:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.hold_steps < 0:
+            raise ConfigError(f"hold_steps must be >= 0, got {self.hold_steps}")
+
 
 @dataclass(frozen=True)
 class RobotConfig:
@@ -173,6 +195,8 @@ class CameraConfig:
             raise ConfigError(f"image size {self.width}x{self.height} is too small (8 pixels at least)")
         if not 1.0 < self.vertical_fov_deg < 170.0:
             raise ConfigError("vertical_fov_deg must be within (1, 170)")
+        if not 0 < self.near < self.far:
+            raise ConfigError(f"near and far must satisfy 0 < near < far, got {self.near} and {self.far}")
 
     def mount_rpy(self) -> tuple[float, float, float]:
         """camera_link orientation (x forward, z up convention) that looks at ``look_at``."""

@@ -64,6 +64,8 @@ class SurfaceSpec:
             raise DomainError("color components must be within [0, 1]")
         if self.color_jitter < 0:
             raise DomainError("color_jitter must be >= 0")
+        if not 0.0 <= self.texture_contrast <= 1.0:
+            raise DomainError("texture_contrast must be within [0, 1]")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,12 @@ class LightSpec:
     specular_jitter: float = 0.0
     shadows: bool = False
 
+    def validate(self) -> None:
+        _non_negative(self, "direction_jitter", "color_jitter", "distance", "ambient", "ambient_jitter")
+        _non_negative(self, "diffuse", "diffuse_jitter", "specular", "specular_jitter")
+        if not all(0.0 <= v <= 1.0 for v in self.color):
+            raise DomainError("color components must be within [0, 1]")
+
 
 @dataclass(frozen=True)
 class CameraSpec:
@@ -94,6 +102,9 @@ class CameraSpec:
     def validate(self) -> None:
         if not 0.2 < self.fov_scale < 3.0:
             raise DomainError("fov_scale must be within (0.2, 3)")
+        if not 0.0 <= self.fov_jitter < 0.5:  # a field of view scaled by 1 +- fov_jitter stays positive
+            raise DomainError("fov_jitter must be within [0, 0.5)")
+        _non_negative(self, "position_jitter", "rotation_jitter_deg")
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,16 @@ class SensorSpec:
             raise DomainError("gamma must be > 0")
         if self.blur_sigma < 0 or self.noise_std < 0:
             raise DomainError("blur_sigma and noise_std must be >= 0")
+        _non_negative(self, "color_gain_jitter", "brightness_jitter", "contrast", "contrast_jitter")
+        if not all(v >= 0 for v in self.color_gain):
+            raise DomainError("color_gain components must be >= 0")
+
+
+def _non_negative(spec, *names: str) -> None:
+    """Jitters, intensities and distances are magnitudes: a negative one would be ignored or flip a sign."""
+    for name in names:
+        if getattr(spec, name) < 0:
+            raise DomainError(f"{name} must be >= 0, got {getattr(spec, name)}")
 
 
 @dataclass(frozen=True)
