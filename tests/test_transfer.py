@@ -45,6 +45,15 @@ def test_bench_transfer_smoke_end_to_end(tmp_path, capsys):
     assert "my-lab" in (out / "report.md").read_text()
     for method in METHOD_ORDER:
         assert (out / "runs" / method / "policy" / "config.json").is_file(), method
+    # the same report directory with another reality would reuse this one's data and runs: refused
+    reality["sensor"]["noise_std"] = reality["sensor"].get("noise_std", 0) + 1
+    reality_file.write_text(yaml.safe_dump(reality))
+    before = (out / "report.json").read_bytes()
+    assert main([*args, "--no-progress", "--json", "--out", str(out)]) == 2
+    assert "other settings (real_domain differ)" in capsys.readouterr().err
+    assert main(["bench", "transfer", "--preset", "smoke", "--seed", "1", "--out", str(out), "--no-progress"]) == 2
+    assert "real_domain, seed differ" in capsys.readouterr().err
+    assert (out / "report.json").read_bytes() == before
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from rlcg.errors import CommandError
 from rlcg.sim.commands import positive_int
 
 EVAL_SEED = 1000
@@ -81,7 +82,8 @@ def register_transfer(bench_sub) -> None:
         description="Collect sim, randomized and real episodes, train sim-only (or take a given sim-only policy: "
         "--sim-only-policy, the paper preset's shipped one), randomized-sim, gan, cyclegan and rl-cyclegan, "
         "evaluate each in the real domain on fixed seeds and held-out objects, and write a "
-        "report (report.md, report.json, figures) to --out. Re-running with the same --out reuses finished parts.",
+        "report (report.md, report.json, figures) to --out. Re-running with the same --out reuses finished parts; "
+        "another real domain, preset size or seed needs another --out.",
     )
     p.add_argument("--real-domain", default="pseudo-real", help="built-in domain or a domain YAML (the 'reality')")
     p.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
@@ -108,6 +110,29 @@ def register_transfer(bench_sub) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_bench_transfer)
+
+
+def _check_same_settings(out: Path, real, preset: TransferPreset, seed: int) -> None:
+    """A report directory holds the data and runs of one setting. Re-run with another reality,
+    preset size or seed, it would reuse data and trained runs that belong to the first, so that
+    is refused. (--real-rl adds runs and --eval-episodes only evaluates: both may change.)"""
+    settings = {
+        "real_domain": json.loads(json.dumps(asdict(real.spec), default=str)),
+        "preset": {k: v for k, v in json.loads(json.dumps(asdict(preset))).items() if k != "eval_episodes"},
+        "seed": seed,
+    }
+    path = out / "settings.json"
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        differ = sorted(k for k in settings.keys() | saved.keys() if settings.get(k) != saved.get(k))
+        if differ:
+            raise CommandError(
+                f"{out} holds a benchmark run with other settings ({', '.join(differ)} differ); its data and "
+                "runs do not belong to this one: choose another --out"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2, sort_keys=True))
 
 
 def _collect(
@@ -215,7 +240,7 @@ def cmd_bench_transfer(args) -> int:
         load_policy(given_sim_only)  # a missing or broken checkpoint fails now, not after the collection
     real = load_domain(args.real_domain)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_same_settings(out, real, preset, args.seed)
     progress = not args.no_progress
     t_start = time.perf_counter()
     log = _Log(out / "log.txt", quiet=args.json)
