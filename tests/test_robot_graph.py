@@ -158,8 +158,9 @@ def test_recorder_drops_unfinished_and_foreign_episodes(tmp_path):
         note = rec.on_message(m.topic, m.cdr, t + 30)
     assert note.startswith("recorded episode")
     stray = messages.serialize(messages.image_msg(rgb, t + 40, "cam"))
-    assert rec.on_message(topics.NEXT_IMAGE, stray, t + 40) is None and rec.stats.messages_ignored == 1
+    assert rec.on_message(topics.NEXT_IMAGE, stray, t + 40) is None  # held: its EpisodeInfo may be late
     rec.close()
+    assert rec.stats.messages_ignored == 1  # it never came
     assert rec.stats.episodes_written == 1 and rec.stats.episodes_dropped == 1
     episodes, problems = read_episodes(tmp_path / "b")
     assert [e.episode_id for e in episodes] == [runner.pending.episode_id if runner.pending else episodes[0].episode_id]
@@ -218,3 +219,107 @@ def test_recorder_other_storage(tmp_path, storage):
     rec.close()
     episodes, problems = read_episodes(tmp_path / storage)
     assert len(episodes) == 1 and len(problems) == 0
+
+
+class _Result:
+    success, lifted_height, message = True, 0.1, ""
+
+
+def _episodes_of(runner, count, t0):
+    """The policy node's messages of ``count`` episodes, each in publication order."""
+    out = []
+    for k in range(count):
+        t = t0 + k * 10**9
+        runner.on_image(messages.image_msg(np.full((64, 64, 3), k, np.uint8), t, "camera_optical_frame"))
+        decision = runner.decide(t + 1)
+        start = runner.start_episode(decision)
+        runner.on_result(_Result(), t + 5)
+        runner.on_image(messages.image_msg(np.full((64, 64, 3), 100 + k, np.uint8), t + 9, "camera_optical_frame"))
+        out.append((decision.episode_id, start + runner.finish_if_ready(t + 9)))
+    return out
+
+
+def _swap(msgs, a, b):
+    order = [m.topic for m in msgs]
+    i, j = order.index(a), order.index(b)
+    msgs = list(msgs)
+    msgs[i], msgs[j] = msgs[j], msgs[i]
+    return msgs
+
+
+def test_recorder_writes_episodes_whose_messages_cross_between_topics(tmp_path):
+    """ROS keeps order within a topic, not across topics: an outcome may overtake the image after
+    the grasp, and an image its EpisodeInfo. Every such episode is written whole and decodes."""
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b")))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    episodes = _episodes_of(runner, 3, 10**18)
+    crossings = [(topics.NEXT_IMAGE, topics.OUTCOME), (topics.EPISODE, topics.IMAGE), (topics.EPISODE, topics.OUTCOME)]
+    notes = []
+    for (_, msgs), (a, b) in zip(episodes, crossings):
+        for m in _swap(msgs, a, b):
+            notes.append(rec.on_message(m.topic, m.cdr, 10**18))  # a clock that stands still, too
+    rec.close()
+    assert [n for n in notes if n] == [f"recorded episode {eid} (success)" for eid, _ in episodes]
+    decoded, problems = read_episodes(tmp_path / "b")
+    assert [e.episode_id for e in decoded] == [eid for eid, _ in episodes] and len(problems) == 0
+
+
+def test_recorder_keeps_log_times_increasing_when_the_clock_goes_back(tmp_path):
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b")))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    for k, (_, msgs) in enumerate(_episodes_of(runner, 3, 10**18)):
+        clock = [10**18, 10**12, 10**15][k]  # a simulator reset between episodes
+        for n, m in enumerate(msgs):
+            rec.on_message(m.topic, m.cdr, clock + n)
+    rec.close()
+    decoded, problems = read_episodes(tmp_path / "b")
+    assert len(decoded) == 3 and len(problems) == 0
+
+
+def test_recorder_refuses_bad_bytes_and_foreign_outcomes_without_losing_the_open_episode(tmp_path):
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b")))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    (first, old), (second, msgs) = _episodes_of(runner, 2, 10**18)
+    stale_outcome = next(m for m in old if m.topic == topics.OUTCOME)
+    notes = []
+    for m in msgs:
+        if m.topic == topics.OUTCOME:
+            notes.append(rec.on_message(topics.OUTCOME, b"\x00\x01\x00\x00garbage", 10**18))
+            notes.append(rec.on_message(stale_outcome.topic, stale_outcome.cdr, 10**18))  # a repeat of the last one
+        notes.append(rec.on_message(m.topic, m.cdr, 10**18))
+    rec.close()
+    notes = [n for n in notes if n]
+    assert notes[0].startswith("ignored a message on /rlcg/grasp/outcome that does not decode")
+    assert notes[1] == f"ignored an outcome of episode {first} while recording {second}"
+    assert notes[2] == f"recorded episode {second} (success)"
+    assert rec.stats.messages_bad == 1 and rec.stats.episodes_written == 1
+    decoded, problems = read_episodes(tmp_path / "b")
+    assert [e.episode_id for e in decoded] == [second] and len(problems) == 0
+
+
+def test_recorder_drops_an_episode_whose_image_after_never_comes(tmp_path):
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b")))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    (first, msgs), (second, more) = _episodes_of(runner, 2, 10**18)
+    notes = [rec.on_message(m.topic, m.cdr, 10**18) for m in msgs if m.topic != topics.NEXT_IMAGE]
+    notes += [rec.on_message(m.topic, m.cdr, 10**18) for m in more]
+    rec.close()
+    notes = [n for n in notes if n]
+    assert notes[0].startswith(f"dropped episode {first} (a new episode started before it was complete; missing ")
+    assert topics.NEXT_IMAGE in notes[0] and notes[1] == f"recorded episode {second} (success)"
+    decoded, problems = read_episodes(tmp_path / "b")
+    assert [e.episode_id for e in decoded] == [second] and len(problems) == 0
+
+
+def test_recorder_takes_an_image_after_with_its_own_later_stamp(tmp_path):
+    """docs/data-format.md lets the image after carry its own capture stamp, as rlcg collect writes it."""
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b")))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    ((eid, msgs),) = _episodes_of(runner, 1, 10**18)
+    seven = np.full((64, 64, 3), 7, np.uint8)
+    later = messages.serialize(messages.image_msg(seven, 10**18 + 9, "camera_optical_frame"))
+    notes = [rec.on_message(m.topic, later if m.topic == topics.NEXT_IMAGE else m.cdr, 10**18) for m in msgs]
+    rec.close()
+    assert notes[-1] == f"recorded episode {eid} (success)"
+    decoded, problems = read_episodes(tmp_path / "b")
+    assert len(decoded) == 1 and len(problems) == 0 and int(decoded[0].next_images[0][0, 0, 0]) == 7

@@ -37,7 +37,9 @@ class RecorderNode(Node):
 
     def close(self) -> None:
         with self.lock:
-            self.core.close()
+            note = self.core.close()
+        if note:
+            self.get_logger().warning(note)
         st = self.core.stats
         self.get_logger().info(f"closed: {st.episodes_written} episodes written, {st.episodes_dropped} dropped")
 
