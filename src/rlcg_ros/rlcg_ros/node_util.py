@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
 from rlcg.errors import RlcgError
@@ -61,7 +61,8 @@ def run(make_node: Callable[[], Node], threads: int = 4) -> int:
             return 2
         executor = MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
-        with contextlib.suppress(KeyboardInterrupt):
+        # Ctrl-C, or SIGTERM from ros2 launch (Jazzy: ExternalShutdownException): a normal stop
+        with contextlib.suppress(KeyboardInterrupt, ExternalShutdownException):
             executor.spin()
         return 0
     finally:
