@@ -67,8 +67,7 @@ class RecorderStats:
     notes: list[str] = field(default_factory=list)
 
 
-# Where each message of a step goes in the bag (rlcg.data.decode reads a step in this order).
-_STEP_ORDER = {topics.CAMERA_INFO: 0, topics.IMAGE: 1, topics.GRASP_POSE: 2, topics.NEXT_IMAGE: 3, topics.OUTCOME: 4}
+# What a step needs besides its outcome, in the order it is written (rlcg.data.decode's order).
 _STEP_NEEDS = (topics.IMAGE, topics.GRASP_POSE, topics.NEXT_IMAGE)
 MAX_EARLY_MESSAGES = 32  # held back for an episode whose EpisodeInfo has not arrived yet
 
