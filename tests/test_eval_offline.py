@@ -416,3 +416,23 @@ def test_a_gan_run_does_not_overwrite_a_sim_only_run_s_policy(mixed_bag, tmp_pat
     assert main([*base, *gan]) == 2
     assert "already holds a trained policy" in capsys.readouterr().err
     assert (run / "policy" / "config.json").read_bytes() == before
+
+
+def test_wilson_interval_holds_its_rate_at_every_count_and_is_exact_at_the_ends(tmp_path):
+    from rlcg.eval.report import success_figure
+    from rlcg.eval.stats import wilson_interval
+
+    # 0 of n: the upper bound is z^2 / (n + z^2)
+    assert wilson_interval(0, 300) == (0.0, pytest.approx(3.8415 / 303.8415, abs=1e-5))
+    assert wilson_interval(300, 300) == (pytest.approx(300 / 303.8415, abs=1e-5), 1.0)
+    assert wilson_interval(45, 100) == (pytest.approx(0.3561, abs=1e-4), pytest.approx(0.5475, abs=1e-4))
+    for n in range(1, 401):
+        for k in (0, 1, n // 2, n - 1, n):
+            lo, hi = wilson_interval(k, n)
+            assert lo <= k / n <= hi, (k, n)
+    # a method at 0% or 100% still draws (error bars must not be negative)
+    report = {"real_domain": "pseudo-real", "methods": {}}
+    for name, k in (("sim-only", 0), ("rl-cyclegan", 300)):
+        report["methods"][name] = {"success_rate": k / 300, "ci95": list(wilson_interval(k, 300))}
+    success_figure(report, tmp_path / "success.png")
+    assert (tmp_path / "success.png").stat().st_size > 1000

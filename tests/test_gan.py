@@ -507,6 +507,13 @@ def test_q_updates_per_step_give_q_real_k_updates_per_joint_step_on_the_moving_g
     assert _adam_steps(t.opt_q, nets["Q_sim"]) == {2}  # Q_sim keeps one update per joint step
     assert _adam_steps(t.opt_q, nets["Q_real"]) == {6}
     assert all(np.isfinite(h["loss_rl/Q_real:extra"]) for h in history)
+    # Q_sim's Polyak target follows Q_sim once per joint step, as Q_sim is updated once
+    fresh = _trainer(tmp_path / "polyak", steps=1, q_updates_per_step=3)
+    before = [p.detach().clone() for p in fresh.q_targets.Q_sim.parameters()]
+    fresh.train_step()
+    rate = fresh.cfg.polyak
+    for b, target, online in zip(before, fresh.q_targets.Q_sim.parameters(), fresh.nets["Q_sim"].parameters()):
+        assert torch.allclose(target, rate * b + (1 - rate) * online, atol=1e-6)
     assert "loss_rl/Q_real:extra" not in _trainer(tmp_path / "one", steps=1).fit(progress=False)[0]
     # the count is part of the objective
     with pytest.raises(RlcgError, match=r"q_updates_per_step: 3 -> 1"):

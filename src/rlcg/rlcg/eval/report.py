@@ -101,7 +101,7 @@ def success_figure(report: dict, path: Path) -> None:
     ax.bar(
         methods,
         100 * rates,
-        yerr=[100 * (rates - lo), 100 * (hi - rates)],
+        yerr=[100 * np.maximum(rates - lo, 0), 100 * np.maximum(hi - rates, 0)],
         capsize=4,
         color=["#9e9e9e", "#b0bec5", "#90caf9", "#42a5f5", "#1565c0"][: len(methods)],
     )
@@ -129,7 +129,8 @@ def curve_figure(report: dict, path: Path) -> None:
         r = np.array([p[key]["success_rate"] for p in pts])
         lo = np.array([p[key]["ci95"][0] for p in pts])
         hi = np.array([p[key]["ci95"][1] for p in pts])
-        ax.errorbar(n, 100 * r, yerr=[100 * (r - lo), 100 * (hi - r)], fmt=style, capsize=3, label=label)
+        yerr = [100 * np.maximum(r - lo, 0), 100 * np.maximum(hi - r, 0)]
+        ax.errorbar(n, 100 * r, yerr=yerr, fmt=style, capsize=3, label=label)
     # what the real RL data is measured against: rl-cyclegan without it, and the sim policy in sim
     references = (
         (report.get("methods", {}).get("rl-cyclegan"), "rl-cyclegan, no real RL data", ":"),

@@ -15,7 +15,10 @@ def wilson_interval(successes: int, trials: int, z: float = 1.959963984540054) -
     denom = 1.0 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denom
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # at 0 and n successes the bound is exactly the rate; rounding would leave the rate outside it
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return (low, high)
 
 
 def success_report(successes: int, trials: int, per_bin: dict[int, list[int]] | None = None) -> dict:

@@ -288,8 +288,8 @@ def cmd_bench_transfer(args) -> int:
     )
     # Real data in chunks, so that --real-rl can train on growing amounts of it.
     fractions = sorted(set(preset.real_rl_fractions) | {1.0})
-    sizes = [max(1, round(f * preset.real_episodes)) for f in fractions]
-    chunk_sizes = [b - a for a, b in zip([0, *sizes[:-1]], sizes) if b > a]
+    sizes = sorted({max(1, round(f * preset.real_episodes)) for f in fractions})  # two fractions may round alike
+    chunk_sizes = [b - a for a, b in zip([0, *sizes[:-1]], sizes)]
     real_dirs = [
         _collect(
             data / f"real-{i}",

@@ -732,7 +732,7 @@ class RLCycleGANTrainer:
         loss.backward()
         self.dist.average_gradients(qs.Q_real)  # outside DDP's forward, so averaged by hand
         self.opt_q.step()
-        polyak_update(self.q_targets, qs, cfg.polyak)
+        polyak_update(self.q_targets.Q_real, qs.Q_real, cfg.polyak)  # Q_sim did not move: nor does its target
         return float(loss.detach()), {k: float(v.detach()) for k, v in parts.items()}
 
     def _td_terms(
