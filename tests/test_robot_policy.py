@@ -105,6 +105,12 @@ def test_after_the_clock_goes_back_only_the_new_timeline_s_images_are_acted_on()
     r.state = RunnerState.IDLE
     with pytest.raises(StaleImageError, match="no new camera image"):  # still used once only
         r.decide(100 * S + int(0.2 * S))
+    # an image stamped a little ahead of the clock (within max_clock_skew_s) is no clock jump
+    r.on_image_cdr(image_cdr(101 * S + int(0.03 * S), seed=2))
+    r.decide(101 * S)
+    r.state = RunnerState.IDLE
+    with pytest.raises(StaleImageError, match="no new camera image"):
+        r.decide(101 * S + int(0.01 * S))
 
 
 def test_bad_encoding_is_reported_and_keeps_the_last_good_image():

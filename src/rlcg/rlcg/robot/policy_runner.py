@@ -324,10 +324,11 @@ class PolicyRunner:
         """The newest image if it may be acted on at ``now_ns``; StaleImageError says why not."""
         img = self.latest
         s = self.settings
-        if now_ns < max(self.last_used_stamp_ns, self.not_before_ns):
-            # The clock went back (a simulator reset, a bag replayed from its start): the stamps of
-            # the old timeline say nothing about the new one. Images stamped before the jump now
-            # lie in the future and are refused below; only the new timeline's fresh images pass.
+        if now_ns + s.max_clock_skew_s * NS < max(self.last_used_stamp_ns, self.not_before_ns):
+            # The clock went back (a simulator reset, a bag replayed from its start), by more than
+            # the skew an image's stamp may have: the stamps of the old timeline say nothing about
+            # the new one. Images stamped before the jump now lie in the future and are refused
+            # below; only the new timeline's fresh images pass.
             self.last_used_stamp_ns, self.not_before_ns = -1, 0
         if img is None:
             raise StaleImageError("no camera image received yet")
