@@ -16,42 +16,39 @@ from rlcg.errors import CommandError
 POLICY_HELP = "random, scripted, oracle, default (the shipped learned checkpoint) or the path of a policy checkpoint"
 
 
+def _checked(value, ok: bool, expected: str, text: str):
+    """``value`` when ``ok``; else the argparse error an option's type raises."""
+    if not ok:
+        raise argparse.ArgumentTypeError(f"must be {expected}, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _checked(value, value >= 1, "at least 1", text)
+
+
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    return _checked(value, value >= 0, "at least 0", text)
 
 
 def positive_float(text: str) -> float:
     """A finite number above 0 (a learning rate): NaN or infinity would train a NaN network."""
     value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
-    return value
+    return _checked(value, math.isfinite(value) and value > 0, "a finite number above 0", text)
 
 
 def nonnegative_float(text: str) -> float:
     """A finite number of at least 0 (a loss weight)."""
     value = float(text)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
-    return value
+    return _checked(value, math.isfinite(value) and value >= 0, "a finite number of at least 0", text)
 
 
 def unit_fraction(text: str) -> float:
-    """A number within [0, 1] (a discount)."""
+    """A number within [0, 1] (a discount, a probability)."""
     value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+    return _checked(value, 0.0 <= value <= 1.0, "within [0, 1]", text)
 
 
 def png_path(text: str) -> str:
