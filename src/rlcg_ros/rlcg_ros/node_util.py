@@ -16,14 +16,10 @@ from rclpy.node import Node
 from rlcg.errors import RlcgError
 from rlcg.robot.params import param_defaults, settings_from_params
 
-_PARAM_TYPES = {
+_PARAM_TYPES = {  # statically typed; float and list fields are dynamically typed (declare_settings)
     bool: ParameterType.PARAMETER_BOOL,
     int: ParameterType.PARAMETER_INTEGER,
-    float: ParameterType.PARAMETER_DOUBLE,
     str: ParameterType.PARAMETER_STRING,
-    list[float]: ParameterType.PARAMETER_DOUBLE_ARRAY,
-    list[int]: ParameterType.PARAMETER_INTEGER_ARRAY,
-    list[str]: ParameterType.PARAMETER_STRING_ARRAY,
 }
 
 
