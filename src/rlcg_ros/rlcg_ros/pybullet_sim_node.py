@@ -29,6 +29,8 @@ class PyBulletSimNode(Node):
         action_name = self.settings.action_name
         self.core = PyBulletSimCore.create(self.settings)
         self.lock = threading.Lock()  # PyBullet is not thread-safe
+        self._goal_lock = threading.Lock()
+        self._busy = False  # a goal accepted and not finished: one grasp at a time, like moveit_executor_node
         with self.lock:
             self.core.start()
         self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
@@ -67,13 +69,17 @@ class PyBulletSimNode(Node):
         self.info_pub.publish(info)
 
     def _on_goal(self, goal) -> GoalResponse:
-        try:
-            with self.lock:
-                self.core.goal_action(goal)
-        except GoalRejected as exc:
-            self.get_logger().warning(f"goal rejected: {exc}")
-            return GoalResponse.REJECT
-        return GoalResponse.ACCEPT
+        with self._goal_lock:  # not the world's lock: a goal during a grasp is answered at once
+            if self._busy:
+                self.get_logger().warning("goal rejected: busy with another grasp")
+                return GoalResponse.REJECT
+            try:
+                self.core.goal_action(goal)  # checks the goal only; the world is not touched
+            except GoalRejected as exc:
+                self.get_logger().warning(f"goal rejected: {exc}")
+                return GoalResponse.REJECT
+            self._busy = True
+            return GoalResponse.ACCEPT
 
     def _execute(self, handle) -> ExecuteGrasp.Result:
         def feedback(stage: str) -> None:
@@ -81,10 +87,14 @@ class PyBulletSimNode(Node):
             msg.stage = stage
             handle.publish_feedback(msg)
 
-        with self.lock:
-            report = self.core.execute(handle.request, feedback, lambda: handle.is_cancel_requested)
-            if report.reset:
-                self._publish_static = True
+        try:
+            with self.lock:
+                report = self.core.execute(handle.request, feedback, lambda: handle.is_cancel_requested)
+                if report.reset:
+                    self._publish_static = True
+        finally:
+            with self._goal_lock:
+                self._busy = False
         r = report.result
         if r.canceled:
             handle.canceled()
