@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 ACT := . $(VENV)/bin/activate &&
 
-.PHONY: venv install test lint format bench default-policy render-docs clean
+.PHONY: install test lint format bench default-policy render-docs clean
 
 $(VENV)/bin/activate:
 	python3 -m venv $(VENV)

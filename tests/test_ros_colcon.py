@@ -128,3 +128,21 @@ def test_core_package_builds_with_colcon(install):
     assert (share / "config" / "world.yaml").is_file() and (share / "urdf" / "rlcg_iiwa.urdf.xacro").is_file()
     assert (share / "config" / "domains" / "pseudo-real.yaml").is_file()
     assert (install / "rlcg" / "share" / "ament_index" / "resource_index" / "packages" / "rlcg").is_file()
+
+
+def test_the_colcon_built_core_finds_its_files_under_its_own_prefix(install, tmp_path):
+    """Sourcing install/setup.bash puts the colcon-built rlcg ahead of the editable one: it must find
+    config/, urdf/ and the message definitions under install/rlcg, not the interpreter's prefix."""
+    import os
+
+    site = next((install / "rlcg" / "lib").glob("python3*/site-packages"))
+    prefix = install / "rlcg"
+    script = (
+        "import rlcg, rlcg.paths as p; from rlcg.data.types import typestore; typestore('jazzy'); "
+        "print(rlcg.__file__); print(p.config_dir()); print(p.urdf_dir()); print(p.interfaces_dir())"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RLCG_")} | {"PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.split()
+    assert len(lines) == 4 and all(Path(line).resolve().is_relative_to(prefix.resolve()) for line in lines), lines

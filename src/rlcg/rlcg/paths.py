@@ -2,7 +2,8 @@
 
 Order: $RLCG_CONFIG_DIR / $RLCG_URDF_DIR; the source checkout this module lives in
 (``pip install -e src/rlcg``); the installed share directory (``colcon build`` or a wheel
-install put them in ``<prefix>/share/rlcg``).
+install put them in ``<prefix>/share/rlcg``), where <prefix> is the one this package is installed
+under (``<prefix>/lib/pythonX.Y/site-packages/rlcg``: colcon's install/rlcg) or the interpreter's.
 """
 
 from __future__ import annotations
@@ -22,8 +23,18 @@ def _candidates(name: str) -> list[Path]:
         found.append(Path(env))
     # src/rlcg/rlcg/paths.py -> repository root is three levels above the package dir.
     found.append(PACKAGE_DIR.parents[2] / name)
-    found.append(Path(sys.prefix) / "share" / "rlcg" / name)
+    found += [prefix / "share" / "rlcg" / name for prefix in _install_prefixes()]
     return found
+
+
+def _install_prefixes() -> list[Path]:
+    """The prefix this package is installed under (colcon installs each package under its own),
+    then the interpreter's."""
+    own = [PACKAGE_DIR.parents[3]] if len(PACKAGE_DIR.parents) > 3 and PACKAGE_DIR.parent.name in SITE_DIRS else []
+    return list(dict.fromkeys([*own, Path(sys.prefix)]))
+
+
+SITE_DIRS = ("site-packages", "dist-packages")
 
 
 @cache
@@ -58,7 +69,10 @@ def interfaces_dir() -> Path:
     src/rlcg_interfaces, or the share directory colcon installs them to (<prefix>/share/rlcg_interfaces)."""
     env = os.environ.get("RLCG_INTERFACES_DIR")
     cands = [Path(env)] if env else []
-    cands += [PACKAGE_DIR.parents[1] / "rlcg_interfaces", Path(sys.prefix) / "share" / "rlcg_interfaces"]
+    cands.append(PACKAGE_DIR.parents[1] / "rlcg_interfaces")
+    cands += [prefix / "share" / "rlcg" / "interfaces" for prefix in _install_prefixes()]
+    ament = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    cands += [prefix / "share" / "rlcg_interfaces" for prefix in [*_install_prefixes(), *ament]]
     for cand in cands:
         if (cand / "msg" / "GraspOutcome.msg").exists():
             return cand
