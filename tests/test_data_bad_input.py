@@ -75,6 +75,19 @@ def test_truncated_bag_keeps_the_episodes_before_the_cut(tmp_path, episodes):
     assert "ends inside a record" in report.problems.items[0].text
 
 
+def test_a_damaged_record_length_in_a_whole_file_is_corrupt_not_truncated(tmp_path, episodes):
+    with EpisodeRecorder(tmp_path / "rec") as rec:
+        for ep in episodes:
+            rec.write(ep)
+    mcap = storage_file(rec.bags[0])
+    offset, _ = chunk_offsets(mcap)[2]
+    data = bytearray(mcap.read_bytes())
+    data[offset + 1 : offset + 9] = (2**40).to_bytes(8, "little")  # the chunk record's own length
+    mcap.write_bytes(bytes(data))
+    report, _ = check(tmp_path, rec.bags[0], "corrupt", 1, episodes[:2])  # reading stops there
+    assert "past the end of the file" in report.problems.items[0].text
+
+
 @pytest.mark.parametrize("chunk", [0, 1])  # the first chunk defines the channels; the summary does too
 def test_corrupt_chunk_is_skipped_and_the_rest_kept(tmp_path, episodes, chunk):
     with EpisodeRecorder(tmp_path / "rec") as rec:

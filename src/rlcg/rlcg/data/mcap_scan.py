@@ -156,7 +156,11 @@ class McapScanner:
             end = pos + 9 + length
             valid_op = 0x01 <= op <= 0x0F or op >= 0x80  # 0x80 and up: user records
             if not valid_op or end > size:
-                if valid_op:
+                if valid_op and buf[size - 8 : size] == MAGIC:  # the file is whole: the length is damaged
+                    self.on_problem(
+                        "corrupt", f"a record at byte {pos} claims {9 + length} bytes, past the end of the file"
+                    )
+                elif valid_op:
                     self.on_problem(
                         "truncated", f"the file ends inside a record at byte {pos} ({size - pos} of {9 + length} bytes)"
                     )
