@@ -60,40 +60,39 @@ def replace_topic(messages, topic, make):
     return [(OutMessage(o.topic, o.msgtype, make(o)), t) if o.topic == topic else (o, t) for o, t in messages]
 
 
-# ----------------------------------------------------------------------------- damaged files
-def test_truncated_bag_keeps_the_episodes_before_the_cut(tmp_path, episodes):
-    with EpisodeRecorder(tmp_path / "rec") as rec:  # the recorder closes one chunk per episode
+def _recorded(tmp_path, episodes):
+    """A bag as the recorder writes it (one chunk per episode, a summary) and its MCAP file."""
+    with EpisodeRecorder(tmp_path / "rec") as rec:
         for ep in episodes:
             rec.write(ep)
-    mcap = storage_file(rec.bags[0])
+    return rec.bags[0], storage_file(rec.bags[0])
+
+
+# ----------------------------------------------------------------------------- damaged files
+def test_truncated_bag_keeps_the_episodes_before_the_cut(tmp_path, episodes):
+    bag, mcap = _recorded(tmp_path, episodes)  # the recorder closes one chunk per episode
     chunks = chunk_offsets(mcap)
     assert len(chunks) == N
     offset, length = chunks[2]
     with mcap.open("r+b") as f:
         f.truncate(offset + length // 2)  # cut inside the third episode
-    report, _ = check(tmp_path, rec.bags[0], "truncated", 1, episodes[:2])
+    report, _ = check(tmp_path, bag, "truncated", 1, episodes[:2])
     assert "ends inside a record" in report.problems.items[0].text
 
 
 def test_a_damaged_record_length_in_a_whole_file_is_corrupt_not_truncated(tmp_path, episodes):
-    with EpisodeRecorder(tmp_path / "rec") as rec:
-        for ep in episodes:
-            rec.write(ep)
-    mcap = storage_file(rec.bags[0])
+    bag, mcap = _recorded(tmp_path, episodes)
     offset, _ = chunk_offsets(mcap)[2]
     data = bytearray(mcap.read_bytes())
     data[offset + 1 : offset + 9] = (2**40).to_bytes(8, "little")  # the chunk record's own length
     mcap.write_bytes(bytes(data))
-    report, _ = check(tmp_path, rec.bags[0], "corrupt", 1, episodes[:2])  # reading stops there
+    report, _ = check(tmp_path, bag, "corrupt", 1, episodes[:2])  # reading stops there
     assert "past the end of the file" in report.problems.items[0].text
 
 
 @pytest.mark.parametrize("chunk", [0, 1])  # the first chunk defines the channels; the summary does too
 def test_corrupt_chunk_is_skipped_and_the_rest_kept(tmp_path, episodes, chunk):
-    with EpisodeRecorder(tmp_path / "rec") as rec:
-        for ep in episodes:
-            rec.write(ep)
-    mcap = storage_file(rec.bags[0])
+    bag, mcap = _recorded(tmp_path, episodes)
     offset, length = chunk_offsets(mcap)[chunk]
     data = bytearray(mcap.read_bytes())
     # Inside the chunk (past its 9-byte record header and 40-byte chunk header) the first record's
@@ -101,7 +100,7 @@ def test_corrupt_chunk_is_skipped_and_the_rest_kept(tmp_path, episodes, chunk):
     data[offset + 9 + 40 + 1 : offset + 9 + 40 + 9] = (2**40).to_bytes(8, "little")
     mcap.write_bytes(bytes(data))
     kept = [ep for i, ep in enumerate(episodes) if i != chunk]
-    report, _ = check(tmp_path, rec.bags[0], "corrupt", 1, kept)
+    report, _ = check(tmp_path, bag, "corrupt", 1, kept)
     assert f"at byte {offset}" in report.problems.items[0].text
 
 
@@ -270,16 +269,13 @@ def test_zstd_compressed_chunks_are_read_and_checked(tmp_path, episodes):
 
 # ----------------------------------------------------------------------------- damage found by an audit
 def test_a_chunk_whose_compression_name_is_damaged_is_skipped(tmp_path, episodes):
-    with EpisodeRecorder(tmp_path / "rec") as rec:
-        for ep in episodes:
-            rec.write(ep)
-    mcap = storage_file(rec.bags[0])
+    bag, mcap = _recorded(tmp_path, episodes)
     offset, _ = chunk_offsets(mcap)[1]
     data = bytearray(mcap.read_bytes())
     # past the record header (9) and the chunk's times, size and CRC (28): the compression name's length
     data[offset + 9 + 28] = 0xFF
     mcap.write_bytes(bytes(data))
-    report, _ = check(tmp_path, rec.bags[0], "corrupt", 1, [episodes[0], *episodes[2:]])
+    report, _ = check(tmp_path, bag, "corrupt", 1, [episodes[0], *episodes[2:]])
     assert f"at byte {offset}" in report.problems.items[0].text
 
 
