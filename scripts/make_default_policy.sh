@@ -8,8 +8,9 @@
 #   final round overfits, and a constant rate leaves the late steps noisy.
 # The run that made the shipped checkpoint, with its timings and results: docs/results.md.
 # Usage (from the repository root, venv active): scripts/make_default_policy.sh [WORK_DIR]
-#   WORK_DIR defaults to runs/default-policy. Re-running with the same WORK_DIR skips the steps that
-#   finished (a .done-STEP marker each) and resumes an interrupted training. SEED, WORKERS, STEPS override.
+#   WORK_DIR defaults to runs/default-policy (runs/default-policy-$DOMAIN outside sim). Re-running with
+#   the same WORK_DIR skips the steps that finished (a .done-STEP marker each) and resumes an
+#   interrupted training; with another SEED, DOMAIN or STEPS it is refused. SEED, WORKERS, STEPS override.
 #   DOMAIN (default sim) runs the same recipe in another domain, every episode collected there: with
 #   DOMAIN=pseudo-real it makes the real-only policy of 30k real grasps, about the most a perfect
 #   sim-to-real transfer could give this architecture on the same budget. A policy made outside sim is
@@ -17,11 +18,11 @@
 #   the final round sat on the base-rate plateau at SEED=0 and not at seed 1 (docs/results.md): its training
 #   accuracy ended at 0.65, against 0.82 when it learned; such a round wants training again at another seed.
 set -euo pipefail
-WORK=${1:-runs/default-policy}
 SEED=${SEED:-0}
 WORKERS=${WORKERS:-2}
 STEPS=${STEPS:-6000}
 DOMAIN=${DOMAIN:-sim}
+if [ "$DOMAIN" = sim ]; then WORK=${1:-runs/default-policy}; else WORK=${1:-runs/default-policy-$DOMAIN}; fi
 SHIPPED=src/rlcg/rlcg/assets/default_policy
 ASSET=${ASSET:-$SHIPPED}
 if [ "$DOMAIN" != sim ] && [ "$ASSET" -ef "$SHIPPED" ]; then
@@ -29,6 +30,7 @@ if [ "$DOMAIN" != sim ] && [ "$ASSET" -ef "$SHIPPED" ]; then
   exit 2
 fi
 source "$(dirname "$0")/steps.sh"
+recipe "SEED=$SEED DOMAIN=$DOMAIN STEPS=$STEPS"
 echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, domain $DOMAIN, $(date -u +%FT%TZ)"
 
 collect() {  # NAME POLICY EPISODES SEED_OFFSET [extra collect args]

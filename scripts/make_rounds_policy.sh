@@ -24,7 +24,9 @@
 #   --preset paper --out REPORT` leaves them
 #   in REPORT/data (real-0, real-1 and real-2 there). WORK_DIR defaults to runs/rounds-$SEED.
 #   Re-running with the same WORK_DIR skips the steps that finished (a .done-STEP marker each) and
-#   resumes an interrupted training.
+#   resumes an interrupted training; a re-run may add rounds (ROUNDS, FINAL, REAL_ROUNDS), but other
+#   settings than the first run's are refused. The evaluations are redone on each run, into a fresh
+#   eval_pseudo-real.jsonl.
 #   SEED (0), ROUNDS (5), STEPS_PER_ROUND (1000), EPISODES (5000 a round), FINAL (none|fresh),
 #   FINAL_STEPS (2000), CALIBRATE (yes|no), MIN_GRASPS (100), REAL_ROUNDS (0), REAL_EPISODES (1000),
 #   REAL_STEPS (1000), REAL_SHARE (0.25), WORKERS (1), THREADS (1), EVAL_EPISODES (300, 0: no evaluation)
@@ -61,6 +63,9 @@ for dir in "$DATA/sim" "$DATA/sim-onpolicy" "${REAL[0]:-$DATA/real-0}"; do
   fi
 done
 source "$(dirname "$0")/steps.sh"
+# what finished steps depend on (ROUNDS, FINAL and REAL_ROUNDS may grow on a later run: more steps)
+recipe "DATA=$DATA SEED=$SEED STEPS_PER_ROUND=$STEPS_PER_ROUND EPISODES=$EPISODES FINAL_STEPS=$FINAL_STEPS" \
+    "REAL_EPISODES=$REAL_EPISODES REAL_STEPS=$REAL_STEPS REAL_SHARE=$REAL_SHARE MIN_GRASPS=$MIN_GRASPS"
 echo "commit $(git rev-parse HEAD 2>/dev/null || echo unknown), seed $SEED, $ROUNDS rounds, final $FINAL, $(date -u +%FT%TZ)"
 
 RUN="$WORK/run"
@@ -101,7 +106,13 @@ own_train() {  # J FROM_RUN: the run carried on with Q_real's TD also on the rea
 
 calibrate() {  # POLICY OUT: OUT is POLICY with the grasp offset that explains the preset's real episodes best
   [ "$CALIBRATE" = yes ] || return 1
-  if rlcg calibrate --policy "$1" --data "${REAL[@]}" --min-grasps "$MIN_GRASPS" --out "$2"; then return 0; fi
+  local rc=0
+  rlcg calibrate --policy "$1" --data "${REAL[@]}" --min-grasps "$MIN_GRASPS" --out "$2" || rc=$?
+  [ "$rc" -eq 0 ] && return 0
+  if [ "$rc" -ne 2 ]; then  # killed or crashed, not a fit that failed: stop here, a re-run tries again
+    echo "make_rounds_policy.sh: rlcg calibrate stopped with status $rc" >&2
+    exit "$rc"
+  fi
   # the trained policy stands; a failed fit (too few grasps, an offset beyond the bound) only says so
   echo "make_rounds_policy.sh: no calibrated policy (rlcg calibrate failed, above); going on with $1 alone" >&2
   rm -rf "$2"
@@ -141,6 +152,7 @@ echo "collection and training: $SECONDS s; the policy: $POLICY"
 POLICIES=("$POLICY")
 if calibrate "$POLICY" "$CALIBRATED"; then POLICIES+=("$CALIBRATED"); fi
 if [ "$EVAL_EPISODES" -gt 0 ]; then
+  : > "$WORK/eval_pseudo-real.jsonl"  # this run's evaluations, not appended to an earlier run's
   for policy in "${POLICIES[@]}"; do
     for cem in "" "3 256 12"; do  # QT-Opt's search (the shipped one), then the wider one
       rlcg eval --policy "$policy" --domain pseudo-real --episodes "$EVAL_EPISODES" --workers "$WORKERS" --json \

@@ -149,6 +149,11 @@ def test_calibrate_cli(tmp_path, capsys):
     assert main(["calibrate", "--data", str(bag), "--out", str(trained)]) == 2
     assert "already holds something other than a calibrated policy" in capsys.readouterr().err
     assert (trained / "config.json").read_bytes() == before
+    killed = tmp_path / "killed"  # a calibration killed while saving leaves only a temporary file
+    killed.mkdir()
+    (killed / ".model-x.safetensors.tmp").write_bytes(b"partial")
+    assert main(["calibrate", "--data", str(bag), "--out", str(killed)]) == 0
+    assert load_policy(killed).grasp_offset == pytest.approx(report["offset"])
 
 
 def test_calibrate_takes_any_device_name_the_other_commands_take(capsys):

@@ -221,3 +221,21 @@ def test_the_target_figure_draws_from_the_successes_that_docs_results_md_reports
     out = tmp_path / "target.png"
     plot.plot(out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 20_000
+
+
+def test_a_recipe_work_directory_refuses_other_settings(tmp_path):
+    """scripts/steps.sh: a re-run of a make_*_policy.sh recipe with other settings in the same
+    WORK_DIR would skip steps made with the first ones, so it stops (status 2) before any step."""
+    steps = Path(__file__).resolve().parents[1] / "scripts" / "steps.sh"
+    work = tmp_path / "work"
+
+    def run(settings: str) -> subprocess.CompletedProcess:
+        script = f'set -euo pipefail; WORK="{work}"; source "{steps}"; recipe {settings}; step one echo ran'
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+
+    first = run("SEED=0 DOMAIN=sim")
+    assert first.returncode == 0 and "one: start" in first.stdout
+    assert run("SEED=0 DOMAIN=sim").returncode == 0  # the same settings: the finished step is skipped
+    other = run("SEED=1 DOMAIN=sim")
+    assert other.returncode == 2 and "give another WORK_DIR" in (work / "log.txt").read_text() + other.stderr
+    assert "one: done before, skipped" in (work / "log.txt").read_text()

@@ -178,8 +178,8 @@ def check_out_path(src: str | Path, dst: str | Path) -> None:
     dst = Path(dst)
     if dst.resolve() == resolve_policy_path(src).resolve():
         raise CalibrationError(f"--out {dst} is the policy itself: write the calibrated policy elsewhere")
-    if not dst.exists() or (dst.is_dir() and not any(dst.iterdir())):
-        return
+    if not dst.exists() or (dst.is_dir() and all(p.name.startswith(".") for p in dst.iterdir())):
+        return  # nothing there, or only the temporary files of a save that was killed
     try:
         calibrated = "calibration" in read_checkpoint_meta(dst)[1]["config"]
     except CheckpointError:
