@@ -140,9 +140,12 @@ def test_make_rounds_policy_runs_its_rounds_a_fresh_final_round_and_a_real_round
     assert [e["policy"] for e in evals] == [str(work / "own-1" / "policy")] * 2
     assert [e.get("cem") for e in evals][1] == {"iterations": 3, "population": 256, "elites": 12}
 
-    again = _rounds_script(data, work, **toy, EVAL_EPISODES="0")
-    assert again.returncode == 0
+    again = _rounds_script(data, work, **toy, EVAL_EPISODES="0", MIN_GRASPS="10")
+    assert again.returncode == 0, again.stdout[-2000:]
     assert again.stdout.count("done before, skipped") == 7  # joint1, round1, joint2, round2, final, own-round1, own-1
+    # another episode count would reuse rounds collected with the first one: refused
+    changed = _rounds_script(data, work, **(toy | {"EPISODES": "4"}), EVAL_EPISODES="0", MIN_GRASPS="10")
+    assert changed.returncode == 2 and "give another WORK_DIR" in changed.stdout + changed.stderr
 
     bad_env = (
         ({"FINAL": "twice"}, "FINAL must be none or fresh"),
