@@ -58,7 +58,7 @@ def test_cli_refuses_an_unknown_device_when_parsing(capsys):
     [
         ["collect", "--policy", "default", "--episodes", "1"],
         ["translate", "no-run", "--data", "no-data"],
-        ["train", "--method", "sim-only", "--sim-data", "no-data", "--real-data", "no-data"],
+        ["train", "--method", "gan", "--sim-data", "no-data", "--real-data", "no-data"],
         ["train-q", "--data", "no-data", "--steps", "1"],
     ],
     ids=lambda argv: argv[0],

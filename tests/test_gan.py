@@ -3,6 +3,7 @@ every method trains, resume continues a killed run, and DDP keeps ranks in step.
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -272,6 +273,39 @@ def test_q_real_augment_option_reaches_the_gan_config_is_part_of_the_objective_a
         assert main([*argv, *extra]) == 2
         assert "apply to the GAN methods" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_options_its_method_would_ignore(tmp_path, capsys):
+    """An option only other methods read, given with a non-default value, is refused before anything
+    is read or written; its default value, or an option the method reads, passes this check."""
+    from rlcg.cli import main
+    from rlcg.gan.commands import add_train_args, unused_options
+
+    argv = ["train", "--sim-data", str(tmp_path / "none"), "--out", str(tmp_path / "run")]
+    refused = [
+        ("sim-only", ["--real-data", str(tmp_path)], "--real-data"),
+        ("randomized-sim", ["--gen-width", "32", "--bf16"], "--gen-width, --bf16"),
+        ("sim-only", ["--lambda-rl-scene", "2"], "--lambda-rl-scene"),
+        ("gan", ["--real-data", str(tmp_path), "--lambda-cycle", "5"], "--lambda-cycle"),
+        ("gan", ["--real-data", str(tmp_path), "--cycle-loss", "l1"], "--cycle-loss"),
+        ("cyclegan", ["--real-data", str(tmp_path), "--rl-scene-trains-q"], "--rl-scene-trains-q"),
+    ]
+    for method, extra, flags in refused:
+        assert main([*argv, "--method", method, *extra]) == 2
+        assert f"--method {method} does not use {flags} (only " in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    parser.add_argument("--method")
+    parser.add_argument("--real-data", nargs="+")
+    allowed = [
+        ["--method", "sim-only", "--lambda-cycle", "10"],  # the default value: nothing ignored
+        ["--method", "gan", "--cycle-loss", "l1", "--lambda-identity", "5"],  # gan's identity term uses d
+        ["--method", "rl-cyclegan", "--rl-scene-trains-q", "--lambda-rl-scene", "2", "--bf16", "--gen-width", "8"],
+    ]
+    for args in allowed:
+        assert unused_options(parser.parse_args(args)) == []
 
 
 def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_path):

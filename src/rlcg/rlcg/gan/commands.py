@@ -441,6 +441,45 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
     return out / "policy"
 
 
+GAN_METHODS = frozenset({"gan", "cyclegan", "rl-cyclegan"})
+WITH_F = frozenset({"cyclegan", "rl-cyclegan"})
+# Options that only some methods read: given to another method with a value other than its default, the
+# run would silently ignore them, so cmd_train refuses them. (Options with a more specific hint are
+# checked before this table in cmd_train.)
+METHOD_OPTIONS: dict[str, frozenset[str]] = {
+    "real_data": GAN_METHODS,
+    "q_batch_size": GAN_METHODS,
+    "gen_width": GAN_METHODS,
+    "gen_blocks": GAN_METHODS,
+    "disc_width": GAN_METHODS,
+    "disc_layers": GAN_METHODS,
+    "gan_loss": GAN_METHODS,
+    "lambda_gan": GAN_METHODS,
+    "lambda_rl": GAN_METHODS,
+    "bf16": GAN_METHODS,
+    "channels_last": GAN_METHODS,
+    "fused_adam": GAN_METHODS,
+    "lambda_cycle": WITH_F,
+    "lambda_rl_scene": frozenset({"rl-cyclegan"}),
+    "rl_scene_trains_q": frozenset({"rl-cyclegan"}),
+}
+
+
+def unused_options(args) -> list[str]:
+    """The flags of METHOD_OPTIONS that ``args.method`` does not read but that were given a value
+    other than their default (--cycle-loss: also gan's identity term reads it)."""
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    defaults = vars(parser.parse_args([]))
+    readers = dict(METHOD_OPTIONS)
+    readers["cycle_loss"] = WITH_F | (GAN_METHODS if args.lambda_identity else frozenset())
+    return [
+        "--" + dest.replace("_", "-")
+        for dest, methods in readers.items()
+        if args.method not in methods and getattr(args, dest) != defaults.get(dest)
+    ]
+
+
 def cmd_train(args) -> int:
     if args.method in ("gan", "cyclegan", "rl-cyclegan") and not args.real_data:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
@@ -499,6 +538,13 @@ def cmd_train(args) -> int:
                 f"--q-real-average-from must be a step from 0 to {total - 1} (the run has {total}), "
                 f"got {args.q_real_average_from}"
             )
+    unused = unused_options(args)
+    if unused:
+        readers = sorted({m for flag in unused for m in METHOD_OPTIONS.get(flag[2:].replace("-", "_"), WITH_F)})
+        raise CommandError(
+            f"--method {args.method} does not use {', '.join(unused)} (only {', '.join(readers)} do); leave "
+            f"{'it' if len(unused) == 1 else 'them'} out"
+        )
     policy = train_method(
         args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
     )
