@@ -92,8 +92,8 @@ def test_eval_data_cli(mixed_bag, tmp_path, capsys):
 
 @pytest.mark.parametrize("method", ["sim-only", "cyclegan"])
 def test_train_scores_q_on_the_monitor_data_as_it_trains(method, mixed_bag, tmp_path, capsys):
-    def train(run, monitor_data):
-        args = ["train", "--method", method, "--sim-data", str(mixed_bag), "--out", str(run), "--steps", "3"]
+    def train(run, monitor_data, *extra):
+        args = ["train", "--method", method, "--sim-data", str(mixed_bag), "--out", str(run), "--steps", "3", *extra]
         if method == "cyclegan":
             args += ["--real-data", str(mixed_bag), "--gen-width", "4", "--gen-blocks", "1"]
         args += ["--monitor-data", str(monitor_data), "--monitor-every", "2", "--threads", "1", "--no-progress"]
@@ -110,6 +110,13 @@ def test_train_scores_q_on_the_monitor_data_as_it_trains(method, mixed_bag, tmp_
     capsys.readouterr()
     assert train(tmp_path / "other", tmp_path / "missing") == 2
     assert "--monitor-data" in capsys.readouterr().err and not (tmp_path / "other").exists()
+    # a run killed after its checkpoint at step 3 had logged step 5: resumed, it checks 4 and 5 again,
+    # and each step keeps one line
+    with (run / "monitor.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 5, "auc": -1.0}) + "\n" + '{"step": 6, "au')
+    assert train(run, mixed_bag, "--steps", "5", "--resume") == 0
+    lines = [json.loads(line) for line in (run / "monitor.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in lines] == [0, 2, 3, 4, 5] and lines[-1]["auc"] >= 0.0
 
 
 # ---------------------------------------------------------------------- the six Q-values of a GAN run
@@ -412,10 +419,37 @@ def test_a_gan_run_does_not_overwrite_a_sim_only_run_s_policy(mixed_bag, tmp_pat
     assert main([*base, "--method", "sim-only"]) == 0
     before = (run / "policy" / "config.json").read_bytes()
     capsys.readouterr()
+    logs = sorted((run / "tb").iterdir())
     gan = ["--method", "gan", "--real-data", str(mixed_bag), "--gen-width", "4", "--gen-blocks", "1"]
     assert main([*base, *gan]) == 2
     assert "already holds a trained policy" in capsys.readouterr().err
     assert (run / "policy" / "config.json").read_bytes() == before
+    assert sorted((run / "tb").iterdir()) == logs  # a refused start adds no TensorBoard file
+
+
+def test_resume_where_there_is_no_run_says_it_starts_one(mixed_bag, tmp_path, capsys):
+    new = tmp_path / "new"
+    argv = ["train", "--method", "sim-only", "--sim-data", str(mixed_bag), "--out", str(new), "--steps", "2"]
+    assert main([*argv, "--threads", "1", "--no-progress", "--resume"]) == 0
+    assert f"note: --resume: {new} holds no sim-only run yet; starting a new one" in capsys.readouterr().err
+    assert (new / "policy" / "config.json").is_file()
+    argv = ["train-q", "--data", str(mixed_bag), "--out", str(tmp_path / "q"), "--steps", "2", "--batch-size", "8"]
+    argv += ["--threads", "1", "--no-progress"]
+    assert main([*argv, "--resume"]) == 0
+    assert f"note: --resume: {tmp_path / 'q'} holds no checkpoint yet; starting a new run" in capsys.readouterr().err
+
+
+def test_q_training_alone_refuses_torchrun_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    out = tmp_path / "out"
+    for argv in (
+        ["train", "--method", "sim-only", "--sim-data", "no-data", "--out", str(out)],
+        ["train", "--method", "randomized-sim", "--sim-data", "no-data", "--out", str(out)],
+        ["train-q", "--data", "no-data", "--out", str(out)],
+    ):
+        assert main(argv) == 2
+        assert "trains in one process; torchrun started 2" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_wilson_interval_holds_its_rate_at_every_count_and_is_exact_at_the_ends(tmp_path):

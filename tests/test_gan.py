@@ -20,6 +20,7 @@ from rlcg.errors import RlcgError
 from rlcg.gan import losses
 from rlcg.gan.trainer import (
     GanTrainConfig,
+    ImagePool,
     LossWeights,
     RLCycleGANTrainer,
     load_generator,
@@ -273,6 +274,34 @@ def test_q_real_augment_option_reaches_the_gan_config_is_part_of_the_objective_a
         assert main([*argv, *extra]) == 2
         assert "apply to the GAN methods" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_image_pool_lives_on_the_training_device():
+    """Checkpoints load to the CPU; the pool must hand its images to the device it trains on (the
+    meta device stands in for a GPU: mixing it with CPU tensors fails the same way)."""
+    saved = ImagePool(4, np.random.default_rng(0))
+    saved.query(torch.rand(4, 3, 8, 8))
+    pool = ImagePool(4, np.random.default_rng(0))
+    pool.load_state(saved.state(), "meta")
+    assert {im.device.type for im in pool.images} == {"meta"}
+    assert pool.query(torch.rand(4, 3, 8, 8, device="meta")).device.type == "meta"
+
+
+def test_torchrun_gives_each_process_its_own_gpu_or_a_clear_error(monkeypatch):
+    """Under torchrun a CUDA device means the GPU of the process's LOCAL_RANK: an explicit index
+    (every process on one GPU) and a process without a GPU are refused before the process group."""
+    from rlcg.device import DeviceError
+    from rlcg.gan.trainer import DistributedContext
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(DeviceError, match="--device cuda:0: under torchrun each process takes the GPU"):
+        DistributedContext("cuda:0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(DeviceError, match="process 1 of this node has no GPU: 1 visible"):
+        DistributedContext("cuda")
+    assert not torch.distributed.is_initialized()
 
 
 def test_train_refuses_options_its_method_would_ignore(tmp_path, capsys):
@@ -914,11 +943,21 @@ DDP_SCRIPT = textwrap.dedent(
     torch.set_num_threads(1)
     out = Path(os.environ["OUT"])
     # the tail and the further Q_real updates average Q_real's gradients by hand
+    from safetensors.torch import save_file
+    def flat(t):
+        return torch.cat([p.detach().flatten() for net in t.nets.values() for p in net.parameters()]).contiguous()
     t = _trainer(out / "run", steps=3, q_tail_steps=2, q_updates_per_step=2)
     t.fit(progress=False)
-    flat = torch.cat([p.detach().flatten() for net in t.nets.values() for p in net.parameters()])
-    from safetensors.torch import save_file
-    save_file({"flat": flat.contiguous()}, str(out / f"rank{t.dist.rank}.safetensors"))
+    save_file({"flat": flat(t)}, str(out / f"rank{t.dist.rank}.safetensors"))
+    # a run stopped at step 2 and resumed to step 4 against one trained to step 4 in one go
+    t = _trainer(out / "straight", steps=4)
+    t.fit(progress=False)
+    save_file({"flat": flat(t)}, str(out / f"straight{t.dist.rank}.safetensors"))
+    _trainer(out / "resumed", steps=2).fit(progress=False)
+    t = _trainer(out / "resumed", steps=4, resume=True)
+    assert t.step == 2
+    t.fit(progress=False)
+    save_file({"flat": flat(t)}, str(out / f"resumed{t.dist.rank}.safetensors"))
     t.dist.close()
     """
 )
@@ -931,7 +970,10 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_ddp_with_two_gloo_processes_keeps_ranks_identical(tmp_path):
+def test_ddp_with_two_gloo_processes_keeps_ranks_identical_and_resumes_as_if_never_stopped(tmp_path):
+    """Both ranks end with the same parameters; a run stopped and resumed under torchrun ends where
+    one trained in one go does (each rank goes on with its own batches, not rank 0's); and a
+    resume by another number of processes is refused."""
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
     env = dict(os.environ, OUT=str(tmp_path), TESTS_DIR=os.path.dirname(__file__))
@@ -958,3 +1000,8 @@ def test_ddp_with_two_gloo_processes_keeps_ranks_identical(tmp_path):
     single = _trainer(tmp_path / "single", steps=0)
     init = torch.cat([p.detach().flatten() for net in single.nets.values() for p in net.parameters()])
     assert not torch.equal(r0, init)
+    for rank in (0, 1):
+        straight = load_file(str(tmp_path / f"straight{rank}.safetensors"))["flat"]
+        assert torch.equal(load_file(str(tmp_path / f"resumed{rank}.safetensors"))["flat"], straight)
+    with pytest.raises(RlcgError, match=r"trained by 2 process.*resumed by 1.*nproc_per_node 2"):
+        _trainer(tmp_path / "resumed", steps=5, resume=True)

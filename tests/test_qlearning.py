@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from rlcg.errors import RlcgError
 from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
@@ -149,6 +149,9 @@ def test_saving_keeps_what_a_reader_needs_and_deletes_only_its_own_files(tmp_pat
     ckpt.mkdir()
     (ckpt / "my_other_model.safetensors").write_bytes(b"a user's file")
     (ckpt / ".model-killed.safetensors.tmp").write_bytes(b"left by a save that was killed")
+    # and a save killed after its weights were in place but before config.json named them
+    orphan = "model-20261129-120000-0123abcd.safetensors"
+    save_file({"w": torch.zeros(1)}, str(ckpt / orphan))
     save_checkpoint(ckpt, "q-policy", {"step": 1}, {"w": torch.zeros(1)})
     read_by_a_reader = json.loads((ckpt / "config.json").read_text())["files"]["weights"]
     save_checkpoint(ckpt, "q-policy", {"step": 2}, {"w": torch.ones(1)})
@@ -159,7 +162,7 @@ def test_saving_keeps_what_a_reader_needs_and_deletes_only_its_own_files(tmp_pat
     config, weights, _ = load_checkpoint(ckpt)
     assert config == {"step": 4} and torch.equal(weights["w"], torch.full((1,), 4.0))
     names = {p.name for p in ckpt.iterdir()}
-    assert "my_other_model.safetensors" in names and read_by_a_reader not in names
+    assert "my_other_model.safetensors" in names and read_by_a_reader not in names and orphan not in names
     assert not any(n.endswith(".tmp") for n in names) and len([n for n in names if n.startswith("model-")]) == 2
 
 

@@ -7,6 +7,7 @@ assertion halfway through a run.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 
 from rlcg.errors import RlcgError
@@ -46,3 +47,14 @@ def resolve_device(name: str) -> str:
     if match.group(1) is not None and int(match.group(1)) >= count:
         raise DeviceError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return name
+
+
+def single_process_only(what: str) -> None:
+    """Refuse to run ``what`` under torchrun (WORLD_SIZE > 1): Q training alone is not distributed,
+    so every process would train the same copy and write the same checkpoint files."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        raise DeviceError(
+            f"{what} trains in one process; torchrun started {world}. Run it without torchrun "
+            "(the GAN methods of rlcg train run under torchrun)"
+        )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,18 @@ class OutcomeMonitor:
             raise ValueError(f"monitor interval must be positive, got {every}")
         self.dataset, self.every, self.path = dataset, every, Path(path)
 
+    def resume_at(self, step: int) -> None:
+        """Drop the lines of checks after ``step``: a run resumed from its checkpoint at ``step``
+        checks those steps again, and each step keeps one line."""
+        if not self.path.is_file():
+            return
+        lines = self.path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if _monitor_step(line) <= step]
+        if len(kept) != len(lines):
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text("".join(kept))
+            os.replace(tmp, self.path)
+
     def due(self, step: int, last_step: int) -> bool:
         return step % self.every == 0 or step == last_step
 
@@ -132,3 +145,11 @@ class OutcomeMonitor:
         with self.path.open("a") as f:
             f.write(json.dumps(scores) + "\n")
         return scores
+
+
+def _monitor_step(line: str) -> float:
+    """The step of one monitor.jsonl line; a damaged line (a kill mid-write) counts as after every step."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf

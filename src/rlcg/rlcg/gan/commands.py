@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from rlcg.device import DEVICE_CHOICES, device_name, resolve_device
+from rlcg.device import DEVICE_CHOICES, device_name, resolve_device, single_process_only
 from rlcg.errors import CommandError
 from rlcg.sim.commands import nonnegative_float, positive_float, positive_int
 
@@ -171,7 +174,7 @@ def register(sub) -> None:
         help="train a sim-to-real method (sim-only, randomized-sim, gan, cyclegan, rl-cyclegan)",
         description="The offline trainer: trains one method of the paper's Table 1 from sim and real episodes "
         "(rosbag2 directories or ingested datasets) and exports the final Q_real as a policy checkpoint "
-        "RUN/policy that rlcg eval, rlcg sim and the ROS policy node load. Runs under torchrun too.",
+        "RUN/policy that rlcg eval, rlcg sim and the ROS policy node load. The GAN methods run under torchrun too.",
     )
     p.add_argument(
         "--method",
@@ -191,7 +194,8 @@ def register(sub) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in RUN (GAN methods: with the loss settings it was started with; a change is refused)",
+        help="continue the run in RUN (GAN methods: with the loss settings it was started with; a change is refused); "
+        "where RUN holds no run yet, a new one starts, and a note says so",
     )
     p.add_argument("--no-progress", action="store_true")
     add_train_args(p)
@@ -356,7 +360,6 @@ def build_gan_config(args, method: str, steps: int, batch: int):
 def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: bool = True) -> Path:
     """Train ``method`` and return the exported policy checkpoint (RUN/policy)."""
     import torch
-    from torch.utils.tensorboard import SummaryWriter
 
     from rlcg.models.qnet import QNetConfig
     from rlcg.provenance import provenance
@@ -385,60 +388,81 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
         if not Path(args.monitor_data).exists():
             raise CommandError(f"--monitor-data {args.monitor_data}: no such dataset or bag directory")
         monitor = OutcomeMonitor(TransitionDataset.open(args.monitor_data), args.monitor_every, out / "monitor.jsonl")
-    out.mkdir(parents=True, exist_ok=True)
-    writer = SummaryWriter(str(out / "tb"))
-    try:
-        if method in ("sim-only", "randomized-sim"):
-            tcfg = QTrainConfig(
-                steps=args.steps or 3000,
-                batch_size=args.batch_size or 64,
-                seed=args.seed,
-                checkpoint_every=args.checkpoint_every or 1000,
-            )
-            if (out / "policy" / "config.json").exists() and not args.resume:
-                raise CommandError(f"{out} already holds a trained policy; pass --resume or choose another --out")
-            trainer = QTOptTrainer(
-                tcfg,
-                qcfg,
-                sim_data,
-                out / "policy",
-                device=device,
-                resume=args.resume,
-                provenance=prov,
-                init=resolve_policy_path(args.init_q) if args.init_q else None,
-            )
+    saved = out / ("policy" if method in ("sim-only", "randomized-sim") else "checkpoint") / "config.json"
+    if args.resume and not saved.exists():
+        print(f"note: --resume: {out} holds no {method} run yet; starting a new one", file=sys.stderr)
+    if method in ("sim-only", "randomized-sim"):
+        tcfg = QTrainConfig(
+            steps=args.steps or 3000,
+            batch_size=args.batch_size or 64,
+            seed=args.seed,
+            checkpoint_every=args.checkpoint_every or 1000,
+        )
+        if (out / "policy" / "config.json").exists() and not args.resume:
+            raise CommandError(f"{out} already holds a trained policy; pass --resume or choose another --out")
+        trainer = QTOptTrainer(
+            tcfg,
+            qcfg,
+            sim_data,
+            out / "policy",
+            device=device,
+            resume=args.resume,
+            provenance=prov,
+            init=resolve_policy_path(args.init_q) if args.init_q else None,
+        )
+        with _run_writer(out, trainer.step, monitor) as writer:
             trainer.fit(progress=progress, writer=writer, monitor=monitor)
-        else:
-            from rlcg.gan.trainer import RLCycleGANTrainer
+        return out / "policy"
 
-            real_data, (rh, _) = _open(real_specs, "--real-data")
-            if rh != h:
-                raise CommandError(f"sim images are {h}px but real images {rh}px")
-            if (out / "checkpoint" / "config.json").exists() and not args.resume:
-                raise CommandError(f"{out} already holds a {method} run; pass --resume or choose another --out")
-            if (out / "policy" / "config.json").exists() and not (out / "checkpoint" / "config.json").exists():
-                raise CommandError(f"{out} already holds a trained policy (a sim-only run?); choose another --out")
-            cfg = build_gan_config(args, method, args.steps or 2000, args.batch_size or 8)
-            trainer = RLCycleGANTrainer(
-                cfg,
-                qcfg,
-                sim_data,
-                real_data,
-                out,
-                device=device,
-                resume=args.resume,
-                init_q=resolve_policy_path(args.init_q) if args.init_q else None,
-                provenance=prov,
-                fresh_q_real=args.fresh_q_real,
-                init_run=args.init_run,
-            )
-            try:
-                trainer.fit(progress=progress, writer=writer, monitor=monitor)
-            finally:
-                trainer.dist.close()
+    from rlcg.gan.trainer import RLCycleGANTrainer
+
+    real_data, (rh, _) = _open(real_specs, "--real-data")
+    if rh != h:
+        raise CommandError(f"sim images are {h}px but real images {rh}px")
+    if (out / "checkpoint" / "config.json").exists() and not args.resume:
+        raise CommandError(f"{out} already holds a {method} run; pass --resume or choose another --out")
+    if (out / "policy" / "config.json").exists() and not (out / "checkpoint" / "config.json").exists():
+        raise CommandError(f"{out} already holds a trained policy (a sim-only run?); choose another --out")
+    cfg = build_gan_config(args, method, args.steps or 2000, args.batch_size or 8)
+    trainer = RLCycleGANTrainer(
+        cfg,
+        qcfg,
+        sim_data,
+        real_data,
+        out,
+        device=device,
+        resume=args.resume,
+        init_q=resolve_policy_path(args.init_q) if args.init_q else None,
+        provenance=prov,
+        fresh_q_real=args.fresh_q_real,
+        init_run=args.init_run,
+    )
+    try:
+        with _run_writer(out, trainer.step, monitor, main=trainer.dist.is_main) as writer:
+            trainer.fit(progress=progress, writer=writer, monitor=monitor)
+    finally:
+        trainer.dist.close()
+    return out / "policy"
+
+
+@contextlib.contextmanager
+def _run_writer(out: Path, step: int, monitor=None, main: bool = True):
+    """RUN/tb's TensorBoard writer, made once the trainer has accepted its settings (a refused start
+    leaves no event file) and on the main process only (None elsewhere). A run resumed at ``step``
+    drops what it had logged after its checkpoint, in TensorBoard and in the monitor's file, since
+    it trains those steps again."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    if not main:
+        yield None
+        return
+    if monitor is not None and step > 0:
+        monitor.resume_at(step)
+    writer = SummaryWriter(str(out / "tb"), purge_step=step if step > 0 else None)
+    try:
+        yield writer
     finally:
         writer.close()
-    return out / "policy"
 
 
 GAN_METHODS = frozenset({"gan", "cyclegan", "rl-cyclegan"})
@@ -483,6 +507,8 @@ def unused_options(args) -> list[str]:
 def cmd_train(args) -> int:
     if args.method in ("gan", "cyclegan", "rl-cyclegan") and not args.real_data:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
+    if args.method in ("sim-only", "randomized-sim"):
+        single_process_only(f"rlcg train --method {args.method}")
     if args.method in ("sim-only", "randomized-sim") and args.real_rl:
         raise CommandError("--real-rl applies to the GAN methods; to train Q on real data alone, pass it as --sim-data")
     if args.real_rl_share != 0.5 and not args.real_rl:
@@ -548,7 +574,8 @@ def cmd_train(args) -> int:
     policy = train_method(
         args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
     )
-    print(f"{args.method}: policy written to {policy}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, once
+        print(f"{args.method}: policy written to {policy}")
     return 0
 
 

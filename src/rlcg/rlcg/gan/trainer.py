@@ -288,10 +288,11 @@ class ImagePool:
         images = torch.stack(self.images).cpu() if self.images else torch.zeros(0)
         return {"images": images, "rng": self.rng.bit_generator.state}
 
-    def load_state(self, state: dict) -> None:
+    def load_state(self, state: dict, device: torch.device | str = "cpu") -> None:
         from rlcg.rl.qtopt import _int_keys_state
 
-        self.images = list(state["images"]) if state["images"].numel() else []
+        # checkpoints load to the CPU; query() mixes these images with the training device's
+        self.images = [im.to(device) for im in state["images"]] if state["images"].numel() else []
         self.rng.bit_generator.state = _int_keys_state(state["rng"])
 
     def query(self, batch: torch.Tensor) -> torch.Tensor:
@@ -329,12 +330,30 @@ class DistributedContext:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and self.world_size > 1:
-            device = f"cuda:{self.local_rank}"
+        if torch.device(device).type == "cuda" and self.world_size > 1:
+            device = self._rank_gpu(device)
         self.device = torch.device(device)
         if self.world_size > 1 and not torch.distributed.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             torch.distributed.init_process_group(backend=backend)
+
+    def _rank_gpu(self, device: str) -> str:
+        """torchrun gives each process the GPU of its LOCAL_RANK; an index of the user's would put
+        every process on one GPU, which NCCL refuses."""
+        from rlcg.device import DeviceError
+
+        if torch.device(device).index is not None:
+            raise DeviceError(
+                f"--device {device}: under torchrun each process takes the GPU of its LOCAL_RANK; pass "
+                "--device cuda (and CUDA_VISIBLE_DEVICES to choose the GPUs)"
+            )
+        if self.local_rank >= torch.cuda.device_count():
+            raise DeviceError(
+                f"process {self.local_rank} of this node has no GPU: {torch.cuda.device_count()} visible; "
+                "start at most that many with torchrun --nproc_per_node"
+            )
+        torch.cuda.set_device(self.local_rank)  # NCCL's barrier and object collectives use the current GPU
+        return f"cuda:{self.local_rank}"
 
     @property
     def is_main(self) -> bool:
@@ -355,6 +374,15 @@ class DistributedContext:
             if p.grad is not None:
                 torch.distributed.all_reduce(p.grad)
                 p.grad /= self.world_size
+
+    def gather_to_main(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` on rank 0 (in rank order; ``[obj]`` in a single process), an empty
+        list on the other ranks. Every rank must call it."""
+        if self.world_size == 1:
+            return [obj]
+        gathered: list[Any] | None = [None] * self.world_size if self.is_main else None
+        torch.distributed.gather_object(obj, gathered, dst=0)
+        return gathered if self.is_main else []
 
     def barrier(self) -> None:
         if self.world_size > 1:
@@ -516,16 +544,26 @@ class RLCycleGANTrainer:
     def _weights(self) -> dict[str, torch.Tensor]:
         return {f"{name}.{k}": v for name, net in self.nets.items() for k, v in net.state_dict().items()}
 
-    def _train_state(self) -> dict[str, Any]:
+    def _streams(self) -> dict[str, Any]:
+        """This rank's random streams and image pools: what makes its batches its own."""
+        return {
+            "numpy_rng": self.rng.bit_generator.state,
+            "torch_generator": self.generator.get_state(),
+            "pools": {k: pool.state() for k, pool in self.pools.items()},
+        }
+
+    def _train_state(self, other_ranks: list[dict[str, Any]]) -> dict[str, Any]:
+        """Rank 0's state, and the streams of ranks 1..N-1 (``other_ranks``): a resumed rank must go on
+        drawing its own batches, not rank 0's."""
         return {
             "step": self.step,
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
             "opt_q": self.opt_q.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
-            "torch_generator": self.generator.get_state(),
+            **self._streams(),
             "history": self.history,
-            "pools": {k: pool.state() for k, pool in self.pools.items()},
+            "world_size": self.dist.world_size,
+            "other_ranks": other_ranks,
         }
 
     def _resume(self) -> None:
@@ -559,15 +597,31 @@ class RLCycleGANTrainer:
         load_optimizer_state(self.opt_g, state["opt_g"])
         load_optimizer_state(self.opt_d, state["opt_d"])
         load_optimizer_state(self.opt_q, state["opt_q"])
-        self.rng.bit_generator.state = _int_keys_state(state["numpy_rng"])
-        self.generator.set_state(state["torch_generator"])
-        for k, pool in self.pools.items():
-            pool.load_state(state["pools"][k])
+        saved_world = state.get("world_size")  # None: saved before per-rank streams were kept
+        if saved_world is not None and int(saved_world) != self.dist.world_size:
+            raise RlcgError(
+                f"{self.out}: the run was trained by {int(saved_world)} process(es) and is resumed by "
+                f"{self.dist.world_size}; each process's batches are part of the run, so resume it with "
+                + ("a single process" if int(saved_world) == 1 else f"torchrun --nproc_per_node {int(saved_world)}")
+            )
+        if self.dist.rank == 0:
+            streams = state
+        elif saved_world is not None:
+            streams = state["other_ranks"][self.dist.rank - 1]
+        else:  # an older checkpoint holds rank 0's streams only: the other ranks keep their seeds' streams
+            streams = None
+        if streams is not None:
+            self.rng.bit_generator.state = _int_keys_state(streams["numpy_rng"])
+            self.generator.set_state(streams["torch_generator"])
+            for k, pool in self.pools.items():
+                pool.load_state(streams["pools"][k], self.device)
         self.step = int(state["step"])
         self.history = list(state["history"])
 
     def save(self) -> None:
-        """The full training checkpoint and the exported Q_real policy (rank 0 only)."""
+        """The full training checkpoint and the exported Q_real policy, written by rank 0; every rank
+        calls it, to hand rank 0 its random streams."""
+        other_ranks = self.dist.gather_to_main(self._streams())
         if not self.dist.is_main:
             return
         config = {
@@ -576,7 +630,9 @@ class RLCycleGANTrainer:
             "steps_done": self.step,
             **self.provenance,
         }
-        save_checkpoint(self.out / "checkpoint", CHECKPOINT_KIND, config, self._weights(), self._train_state())
+        save_checkpoint(
+            self.out / "checkpoint", CHECKPOINT_KIND, config, self._weights(), self._train_state(other_ranks[1:])
+        )
         training = {"method": self.cfg.method, "steps_done": self.step, **self.provenance}
         if self.policy_q is self.q_real_average:
             training["q_real_average"] = {"from_step": self.cfg.q_real_average_from, "weights": self.q_real_averaged}

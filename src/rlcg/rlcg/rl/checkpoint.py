@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -75,6 +76,9 @@ def load_optimizer_state(opt: torch.optim.Optimizer, state: dict) -> None:
                 slots[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
+SAVED_FILE = re.compile(r"(model|train)-\d{8}-\d{6}-[0-9a-f]{8}\.safetensors")  # the names save_checkpoint gives
+
+
 def save_checkpoint(
     path: str | Path,
     kind: str,
@@ -104,7 +108,12 @@ def save_checkpoint(
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
     _fsync(tmp)
     os.replace(tmp, path / "config.json")
-    for stale in previous[1] - previous[0] - set(files.values()):
+    # Keep this save's files and the previous save's (a reader may have read the old config.json just
+    # before the replace); delete the generation before those, and files of ours that no config names
+    # (a save killed between writing its weights and replacing config.json).
+    keep = previous[0] | set(files.values())
+    ours = {f.name for f in path.iterdir() if SAVED_FILE.fullmatch(f.name)}
+    for stale in (previous[1] | ours) - keep:
         (path / stale).unlink(missing_ok=True)
     return path
 

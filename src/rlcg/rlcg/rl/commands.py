@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
-from rlcg.device import DEVICE_CHOICES, device_name, resolve_device
+from rlcg.device import DEVICE_CHOICES, device_name, resolve_device, single_process_only
 from rlcg.errors import CommandError
 from rlcg.sim.commands import (
     add_cem_arg,
@@ -58,7 +59,8 @@ def register(sub) -> None:
         "--resume",
         action="store_true",
         help="continue the run saved in --out (with the same --lr, --lr-schedule, --batch-size, --seed, --gamma, "
-        "--loss, --cem and --clipped-double-q, and the same --steps for cosine)",
+        "--loss, --cem and --clipped-double-q, and the same --steps for cosine); where --out holds no run yet, a new "
+        "one starts, and a note says so",
     )
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=1000, help="save the run every N steps (default: 1000)"
@@ -234,6 +236,7 @@ def cmd_train_q(args) -> int:
     from rlcg.sim.config import SimConfig
 
     _set_threads(args.threads)
+    single_process_only("rlcg train-q")
     device = resolve_device(args.device)  # a missing GPU is an error before any data is read
     data, (h, w) = open_sources(args.data)
     if h != w:
@@ -258,6 +261,8 @@ def cmd_train_q(args) -> int:
     out = Path(args.out)
     if (out / "config.json").exists() and not args.resume:
         raise CommandError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
+    if args.resume and not (out / "config.json").exists():
+        print(f"note: --resume: {out} holds no checkpoint yet; starting a new run", file=sys.stderr)
     init = [f"init={args.init}"] if args.init else []
     prov = provenance(argv=["train-q", *[f"{p}:{wt}" for p, wt in args.data], *init], seed=args.seed)
     trainer = QTOptTrainer(
@@ -272,7 +277,8 @@ def cmd_train_q(args) -> int:
         init=args.init,
     )
     print(f"{describe(trainer.qnet)}; {len(data):,} transitions; from step {trainer.step} to {tcfg.steps}")
-    writer = SummaryWriter(str(out / "tb"))
+    # a resumed run trains again the steps after its checkpoint: what they logged before is dropped
+    writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step if trainer.step > 0 else None)
     try:
         trainer.fit(progress=not args.no_progress, writer=writer)
     finally:
