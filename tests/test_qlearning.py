@@ -204,6 +204,35 @@ def test_pickles_and_broken_checkpoints_are_refused(tmp_path):
         load_policy(other)
 
 
+def test_weights_that_lack_a_tensor_of_the_network_are_refused(tmp_path):
+    """A weights file without one of the network's tensors must not load with that layer left at
+    its random initial values."""
+    net = QNetwork(QNetConfig())
+    save_policy(tmp_path / "ckpt", net, CEMConfig())
+    config, weights, _ = load_checkpoint(tmp_path / "ckpt")
+    missing = sorted(weights)[-1]
+    del weights[missing]
+    save_checkpoint(tmp_path / "partial", "q-policy", config, weights)
+    with pytest.raises(CheckpointError, match="weights do not match the network"):
+        load_policy(tmp_path / "partial")
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "notes.txt", "sub/model.safetensors"])
+def test_a_damaged_config_json_never_makes_a_save_delete_what_it_does_not_own(tmp_path, name):
+    """previous_files of a hand-edited or damaged config.json may name anything: a save deletes
+    only plain *.safetensors names inside the checkpoint directory."""
+    ckpt = save_checkpoint(tmp_path / "c", "q-policy", {}, {"w": torch.zeros(1)})
+    victim = ckpt / name
+    victim.parent.mkdir(parents=True, exist_ok=True)
+    victim.write_text("not the checkpoint's")
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta["previous_files"] = [name]
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    save_checkpoint(ckpt, "q-policy", {}, {"w": torch.ones(1)})
+    save_checkpoint(ckpt, "q-policy", {}, {"w": torch.ones(1)})
+    assert victim.read_text() == "not the checkpoint's"
+
+
 # ---------------------------------------------------------------------- training
 class SideOfTheSquare:
     """Images with a bright square in the left or right half; a grasp succeeds iff its y lies on
