@@ -183,7 +183,11 @@ def test_gradients_reach_exactly_the_documented_parameters(tmp_path):
     for frozen in ("D_X", "D_Y", "Q_sim", "Q_real"):  # L_GAN(gen side) and L_RL-scene do not move them
         assert _grads(nets[frozen]) == {False}, frozen
     zero()
-    t.discriminator_loss(sim, real, out).backward()
+    d_loss, d_parts = t.discriminator_loss(sim, real, out)
+    assert set(d_parts) == {"D_X", "D_Y"} and torch.equal(d_loss, d_parts["D_Y"] + d_parts["D_X"])
+    d_parts["D_Y"].backward(retain_graph=True)  # each part is its own discriminator's L_GAN
+    assert _grads(nets["D_Y"]) == {True} and _grads(nets["D_X"]) == {False}
+    d_parts["D_X"].backward()
     assert _grads(nets["D_X"]) == {True} and _grads(nets["D_Y"]) == {True}
     assert _grads(nets["G"]) == {False} and _grads(nets["F"]) == {False}
     zero()

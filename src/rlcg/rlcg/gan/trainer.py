@@ -238,11 +238,13 @@ class Discriminators(nn.Module):
         self.D_Y = PatchDiscriminator(cfg.discriminator)
         self.D_X = PatchDiscriminator(cfg.discriminator) if cfg.uses_f else None
 
-    def forward(self, real_y, fake_y, real_x=None, fake_x=None) -> torch.Tensor:
-        loss = self.d_loss(self.D_Y, real_y, fake_y)
+    def forward(self, real_y, fake_y, real_x=None, fake_x=None) -> dict[str, torch.Tensor]:
+        """Each discriminator's side of L_GAN: D_Y's on real images against G(x), D_X's on sim images
+        against F(y) (methods with F)."""
+        parts = {"D_Y": self.d_loss(self.D_Y, real_y, fake_y)}
         if self.D_X is not None:
-            loss = loss + self.d_loss(self.D_X, real_x, fake_x)
-        return loss
+            parts["D_X"] = self.d_loss(self.D_X, real_x, fake_x)
+        return parts
 
     def d_loss(self, d: nn.Module, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         return losses.gan_discriminator_loss(d(real), d(fake), self.kind)
@@ -678,12 +680,14 @@ class RLCycleGANTrainer:
         stats["loss_generators"] = float(loss.detach())
         return loss, out, stats
 
-    def discriminator_loss(self, sim, real, out) -> torch.Tensor:
-        """The discriminators' side of L_GAN, on pooled generated images (generators detached)."""
+    def discriminator_loss(self, sim, real, out) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The discriminators' side of L_GAN, on pooled generated images (generators detached): the
+        sum, and each discriminator's part."""
         x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
         fake_y = self.pools["y"].query(out["G(x)"].detach().float())
         fake_x = self.pools["x"].query(out["F(y)"].detach().float()) if self.cfg.uses_f else None
-        return self.discs(y, fake_y, x if self.cfg.uses_f else None, fake_x)
+        parts = self.discs(y, fake_y, x if self.cfg.uses_f else None, fake_x)
+        return sum(parts.values()), parts
 
     def q_loss(self, sim, real, out) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """lambda_RL L_RL(Q) = E d(Q(x, a), r + gamma V(x')) on detached images, for every Q term.
@@ -732,11 +736,12 @@ class RLCycleGANTrainer:
         self.opt_g.step()
 
         with autocast:
-            d_loss = self.discriminator_loss(sim, real, out)
+            d_loss, d_parts = self.discriminator_loss(sim, real, out)
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
         stats["loss_discriminators"] = float(d_loss.detach())
+        stats.update({f"loss_discriminators/{k}": float(v.detach()) for k, v in d_parts.items()})
 
         with autocast:
             q_loss, parts = self.q_loss(sim, real, out)
