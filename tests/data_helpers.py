@@ -109,3 +109,37 @@ def chunk_offsets(mcap_file: Path) -> list[tuple[int, int]]:
             break
         pos += 9 + length
     return found
+
+
+def rewrite_with_chunk_crcs(bag: Path, chunk_size: int = 1) -> Path:
+    """Write the MCAP file of ``bag`` again with the ``mcap`` package's writer, as the MCAP C++ writer
+    of ``ros2 bag record`` lays it out: uncompressed chunks that each carry the CRC-32 of their
+    records (the rosbags writer leaves the chunk CRC 0, which means "not computed"). The default
+    ``chunk_size`` of 1 byte closes a chunk after every message. Same messages, channels and log times."""
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer
+
+    f = storage_file(bag)
+    with f.open("rb") as src:
+        reader = make_reader(src)
+        profile = reader.get_header().profile
+        records = list(reader.iter_messages(log_time_order=False))
+    out = f.with_suffix(".crc")
+    with out.open("wb") as dst:
+        writer = Writer(dst, chunk_size=chunk_size, compression=CompressionType.NONE, enable_crcs=True)
+        writer.start(profile=profile, library="rlcg tests")
+        schema_ids: dict[int, int] = {}
+        channel_ids: dict[int, int] = {}
+        for schema, channel, message in records:
+            if schema.id not in schema_ids:
+                schema_ids[schema.id] = writer.register_schema(schema.name, schema.encoding, schema.data)
+            if channel.id not in channel_ids:
+                channel_ids[channel.id] = writer.register_channel(
+                    channel.topic, channel.message_encoding, schema_ids[schema.id], dict(channel.metadata)
+                )
+            writer.add_message(
+                channel_ids[channel.id], message.log_time, message.data, message.publish_time, message.sequence
+            )
+        writer.finish()
+    out.replace(f)
+    return bag

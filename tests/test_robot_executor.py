@@ -18,6 +18,7 @@ from rlcg.robot.executor import (
     GoalRejected,
     GraspExecutor,
     GraspGoal,
+    GraspResult,
     MotionError,
     plan_grasp,
 )
@@ -185,6 +186,79 @@ def test_busy_executor_refuses_a_second_goal():
     ex = GraspExecutor(RecordingBackend(), SETTINGS)
     ex.busy = True
     assert ex.execute(goal()).rejected
+
+
+def test_executor_is_busy_while_a_grasp_runs_and_free_after():
+    """execute() itself sets ``busy`` for the whole grasp (moveit_executor_node rejects a second goal
+    on it): seen from inside the backend at every motion, a second goal is refused meanwhile."""
+    seen: list[tuple[str, bool]] = []
+    second: list[GraspResult] = []
+    tried: list[bool] = []
+
+    class WatchingBackend(RecordingBackend):
+        def move_to_pose(self, wp, settings):
+            seen.append((wp.stage, ex.busy))
+            if wp.stage == "descend" and not tried:
+                tried.append(True)
+                second.append(ex.execute(goal(x=0.5)))
+            super().move_to_pose(wp, settings)
+
+        def move_to_joints(self, joints, settings):
+            seen.append(("home", ex.busy))
+            super().move_to_joints(joints, settings)
+
+    b = WatchingBackend()
+    ex = GraspExecutor(b, SETTINGS)
+    assert not ex.busy
+    result = ex.execute(goal())
+    assert result.success
+    assert seen == [("approach", True), ("descend", True), ("lift", True), ("home", True)]
+    assert len(second) == 1 and second[0].rejected and "busy" in second[0].message
+    assert [c[1] for c in b.calls if c[0] == "move"] == ["approach", "descend", "lift"]  # the second never moved
+    assert not ex.busy
+    # ... also after a grasp that ended in a motion failure
+    failing = GraspExecutor(RecordingBackend(fail_at="lift"), SETTINGS)
+    assert failing.execute(goal()).aborted and not failing.busy
+    assert failing.execute(goal()).aborted  # not refused as busy: it ran again
+
+
+def test_gripper_that_never_closes_is_a_failed_grasp():
+    """Fingers still fully open after the lift (gripper fault, ignored command) hold nothing."""
+
+    class StuckOpen(RecordingBackend):
+        def set_gripper(self, width, settings):
+            self.calls.append(("gripper", width))
+            self.opening = settings.gripper_open_width
+            return self.opening
+
+    result = GraspExecutor(StuckOpen(), SETTINGS).execute(goal())
+    assert not result.success and result.lifted_height == 0.0 and "nothing held" in result.message
+    assert result.opening == pytest.approx(SETTINGS.gripper_open_width) and not result.aborted
+    # just inside the margin from fully open: still not closed enough to count
+    almost_open = SETTINGS.gripper_open_width - SETTINGS.success_open_margin / 2
+    result = GraspExecutor(RecordingBackend(object_width=almost_open), SETTINGS).execute(goal())
+    assert not result.success and "nothing held" in result.message
+    # the widest object that does count
+    widest = SETTINGS.gripper_open_width - 2 * SETTINGS.success_open_margin
+    assert GraspExecutor(RecordingBackend(object_width=widest), SETTINGS).execute(goal()).success
+
+
+@pytest.mark.parametrize("cancel_before", ["release", "home"])
+def test_cancel_during_release_or_home_stops_before_going_home(cancel_before):
+    """A cancel after the check still reports the measured outcome, and the arm does not go home."""
+    b = RecordingBackend(object_width=0.03)
+    stages: list[str] = []
+    # asked once before each of the five grasp steps, then once before release and before home
+    answers = [False] * 5 + ([True] if cancel_before == "release" else [False, True])
+    asked = iter(answers)
+    result = GraspExecutor(b, SETTINGS).execute(goal(), stages.append, cancel_requested=lambda: next(asked, True))
+    assert result.canceled and result.stage == "home" and "canceled before going home" in result.message
+    assert result.success and result.lifted_height == SETTINGS.lift_height  # the measured outcome stays
+    assert b.stopped and "done" not in stages
+    assert not any(c[0] == "joints" for c in b.calls)  # never went home
+    grips = [c[1] for c in b.calls if c[0] == "gripper"]
+    released = grips[-1] == SETTINGS.gripper_open_width and len(grips) == 3
+    assert released == (cancel_before == "home")
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ the wire. The bags are read back with rlcg's own episode decoder, as training re
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -35,7 +36,7 @@ def run_graph(tmp_path, episodes: int, seed: int = 3):
     runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random", domain="sim", seed=seed))
     recorder = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "bags"), max_episodes_per_bag=2))
     t = 1_700_000_000_000 * MS
-    decisions, results, stages = [], [], []
+    decisions, results, stages, bases = [], [], [], []
 
     def deliver(outgoing):
         for m in outgoing:
@@ -47,6 +48,9 @@ def run_graph(tmp_path, episodes: int, seed: int = 3):
             image, info = sim.camera_cdr(t)
             dynamic, _static = sim.tf_cdr(t)
             recorder.on_message(topics.TF, dynamic, t)
+            (sent,) = messages.deserialize(dynamic, "tf2_msgs/msg/TFMessage").transforms
+            truth = sim.world.scene.base_pose
+            bases.append((sent, (truth.x, truth.y, truth.yaw)))
             runner.on_camera_info_cdr(info)
             runner.on_image_cdr(image)
             decision = runner.decide(t + 20 * MS)
@@ -65,11 +69,11 @@ def run_graph(tmp_path, episodes: int, seed: int = 3):
     finally:
         recorder.close()
         sim.close()
-    return decisions, results, recorder, stages
+    return decisions, results, recorder, stages, bases
 
 
 def test_pybullet_graph_grasps_and_records_decodable_episodes(tmp_path):
-    decisions, results, recorder, stages = run_graph(tmp_path, episodes=3)
+    decisions, results, recorder, stages, bases = run_graph(tmp_path, episodes=3)
     assert recorder.stats.episodes_written == 3 and recorder.stats.episodes_dropped == 0
     assert "approach" in stages and "done" in stages
     bags = find_bags(tmp_path / "bags")
@@ -77,14 +81,21 @@ def test_pybullet_graph_grasps_and_records_decodable_episodes(tmp_path):
     episodes, problems = read_episodes(tmp_path / "bags")
     assert len(problems) == 0, problems.summary()
     assert [e.episode_id for e in episodes] == [d.episode_id for d in decisions]
-    for ep, d, r in zip(episodes, decisions, results):
+    for ep, d, r, (sent, truth) in zip(episodes, decisions, results, bases, strict=True):
         assert ep.num_steps == 1 and ep.domain == "sim" and ep.policy == "random"
         np.testing.assert_allclose(ep.actions[0], d.action)
         assert bool(ep.successes[0]) == r.result.success
         assert ep.images.shape == (1, 64, 64, 3)
         np.testing.assert_array_equal(ep.images[0], d.image.rgb)
         assert ep.stamps[0] == d.image.stamp_ns
-        assert ep.base_pose is not None  # world -> base from the sim node's /tf
+        # world -> base as the sim node sent it on /tf, read back by the decoder
+        assert (sent.header.frame_id, sent.child_frame_id) == (topics.WORLD_FRAME, topics.BASE_FRAME)
+        t, q = sent.transform.translation, sent.transform.rotation
+        sent_yaw = 2 * math.atan2(q.z, q.w)  # a rotation about z only
+        assert (q.x, q.y) == (0.0, 0.0) and sent_yaw == pytest.approx(truth[2], abs=1e-12)
+        assert (t.x, t.y) == pytest.approx(truth[:2], abs=1e-12)
+        assert ep.base_pose is not None
+        np.testing.assert_allclose(ep.base_pose, (t.x, t.y, sent_yaw), rtol=0, atol=1e-9)
 
 
 def test_sim_rejects_out_of_bounds_goal_without_simulating():
@@ -149,7 +160,8 @@ def test_recorder_drops_unfinished_and_foreign_episodes(tmp_path):
         rec.on_message(m.topic, m.cdr, t)
     runner.abandon("aborted", t)
     runner.on_image(messages.image_msg(rgb + 1, t + 10, "camera_optical_frame"))
-    second = runner.start_episode(runner.decide(t + 11))
+    kept = runner.decide(t + 11)
+    second = runner.start_episode(kept)
     for m in second:
         note = rec.on_message(m.topic, m.cdr, t + 10)
     runner.on_result(type("R", (), {"success": True, "lifted_height": 0.1, "message": ""})(), t + 20)
@@ -163,7 +175,10 @@ def test_recorder_drops_unfinished_and_foreign_episodes(tmp_path):
     assert rec.stats.messages_ignored == 1  # it never came
     assert rec.stats.episodes_written == 1 and rec.stats.episodes_dropped == 1
     episodes, problems = read_episodes(tmp_path / "b")
-    assert [e.episode_id for e in episodes] == [runner.pending.episode_id if runner.pending else episodes[0].episode_id]
+    abandoned = messages.deserialize(first[0].cdr, topics.TOPIC_TYPES[topics.EPISODE]).episode_id
+    assert abandoned != kept.episode_id
+    assert [e.episode_id for e in episodes] == [kept.episode_id]  # the completed one, not the abandoned one
+    np.testing.assert_array_equal(episodes[0].images[0], rgb + 1)
     assert len(problems) == 0
 
 
@@ -206,7 +221,6 @@ def test_a_crash_loses_no_completed_episode(tmp_path):
 
 @pytest.mark.parametrize("storage", ["sqlite3"])
 def test_recorder_other_storage(tmp_path, storage):
-    _, _, recorder, _ = run_graph(tmp_path, episodes=1) if storage == "mcap" else (None, None, None, None)
     rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / storage), storage=storage))
     runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
     t = 10**18

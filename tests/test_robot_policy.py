@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from rlcg.data import topics
+from rlcg.errors import RlcgError
+from rlcg.policies import Decision
 from rlcg.robot import messages
 from rlcg.robot.policy_runner import (
     PolicyLoadError,
@@ -89,6 +91,74 @@ def test_an_image_is_used_once_and_only_after_the_grasp():
     r.state = RunnerState.IDLE
     with pytest.raises(StaleImageError, match="no new camera image"):
         r.decide(T0 + int(6.2 * S))
+
+
+def test_an_image_taken_before_an_abandoned_grasp_ended_is_not_acted_on():
+    """A goal aborted mid-motion: a frame taken just before the abort (the arm still in view) is
+    newer than the decision's image and fresh by age, but it was taken before the grasp ended."""
+    r = runner_for()
+    r.on_image_cdr(image_cdr(T0))
+    r.start_episode(r.decide(T0 + int(0.1 * S)))
+    r.abandon("aborted mid-motion", T0 + S)
+    r.on_image_cdr(image_cdr(T0 + int(0.9 * S), seed=1))
+    with pytest.raises(StaleImageError, match="taken before the last grasp finished"):
+        r.decide(T0 + int(1.1 * S))
+    assert r.state == RunnerState.IDLE and r.last_used_stamp_ns == T0
+    # the first frame taken after the abort is acted on
+    r.on_image_cdr(image_cdr(T0 + int(1.2 * S), seed=2))
+    assert r.decide(T0 + int(1.3 * S)).image.stamp_ns == T0 + int(1.2 * S)
+
+
+def test_an_image_taken_before_the_grasp_result_is_not_acted_on_after_the_episode():
+    """The episode closed on the next-image timeout; a late-delivered frame from during the grasp is
+    still refused."""
+    r = runner_for(next_image_timeout_s=0.5, max_image_age_s=2.0)
+    r.on_image_cdr(image_cdr(T0))
+    r.start_episode(r.decide(T0 + int(0.1 * S)))
+    r.on_result(type("R", (), {"success": True, "lifted_height": 0.2, "message": "ok"})(), T0 + S)
+    assert [m.topic for m in r.finish_if_ready(T0 + int(1.6 * S))] == [topics.OUTCOME]
+    r.on_image_cdr(image_cdr(T0 + int(0.8 * S), seed=1))  # delivered late: taken 0.2 s before the result
+    assert r.state == RunnerState.IDLE
+    with pytest.raises(StaleImageError, match="taken before the last grasp finished"):
+        r.decide(T0 + int(1.7 * S))  # 0.9 s old: fresh by age alone
+
+
+class FixedActionPolicy:
+    """A policy of the test's own that returns one given action (a broken or unclipped policy)."""
+
+    name = "fixed"
+
+    def __init__(self, action):
+        self.action = np.asarray(action, dtype=np.float64)
+
+    def act(self, obs):
+        return Decision(self.action.copy(), 0.5)
+
+
+@pytest.mark.parametrize(
+    "make_action, match",
+    [
+        (lambda b: [math.nan, b.y[0], 0.0, 0.0], "invalid action"),
+        (lambda b: [b.x[0], math.inf, 0.0, 0.0], "invalid action"),
+        (lambda b: [b.x[0], b.y[0], 0.0, -math.inf], "invalid action"),
+        (lambda b: [b.x[1] + 0.05, b.y[0], 0.0, 0.0], "outside the workspace"),
+        (lambda b: [b.x[0], b.y[0] - 0.05, 0.0, 0.0], "outside the workspace"),
+        (lambda b: [b.x[0], b.y[1], b.yaw[1] + 0.5, 0.0], "outside the workspace"),
+    ],
+    ids=["nan_x", "inf_y", "minus_inf_z_offset", "x_beyond", "y_below", "yaw_beyond"],
+)
+def test_policy_node_refuses_a_non_finite_or_out_of_workspace_action(sim_config, make_action, match):
+    settings = PolicyNodeSettings(model="random")
+    bounds = workspace_for(settings, sim_config)
+    r = PolicyRunner(FixedActionPolicy(make_action(bounds)), settings, bounds)
+    r.on_image_cdr(image_cdr(T0))
+    with pytest.raises(RlcgError, match=match):
+        r.decide(T0 + int(0.1 * S))
+    assert r.state == RunnerState.IDLE and r.pending is None  # no goal, no episode
+    # the same policy with an action inside the workspace is acted on
+    r.policy = FixedActionPolicy([bounds.x[0], bounds.y[1], 0.0, 0.0])
+    d = r.decide(T0 + int(0.2 * S))
+    np.testing.assert_allclose(d.action, [bounds.x[0], bounds.y[1], 0.0, 0.0])
 
 
 def test_after_the_clock_goes_back_only_the_new_timeline_s_images_are_acted_on():

@@ -76,7 +76,32 @@ def test_node_executables_are_installed(install):
         exe = lib / node
         assert exe.is_file(), f"missing {exe}"
         assert exe.stat().st_mode & 0o111, f"{exe} is not executable"
-        assert f"rlcg_ros.{node}" in exe.read_text() or node in exe.read_text()
+
+
+def test_each_node_executable_runs_its_own_module(install):
+    """Which code an installed executable starts is set by the installed package's metadata
+    (entry_points.txt), which the setuptools script looks up by the script's name: each node's
+    console_script must be ``rlcg_ros.<node>:main``, and that module must be installed with a main()."""
+    import ast
+    import re
+    from importlib.metadata import distributions
+
+    site = next((install / "rlcg_ros" / "lib").glob("python3*/site-packages"))
+    (dist,) = [d for d in distributions(path=[str(site)]) if d.metadata["Name"].replace("_", "-") == "rlcg-ros"]
+    scripts = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
+    assert scripts == {node: f"rlcg_ros.{node}:main" for node in NODES}
+    for node in NODES:
+        module = site / "rlcg_ros" / f"{node}.py"
+        assert module.is_file(), f"{module} is not installed"
+        tree = ast.parse(module.read_text())
+        assert any(isinstance(f, ast.FunctionDef) and f.name == "main" for f in tree.body), f"{module} has no main()"
+        # the executable looks its entry point up by its own name in that same distribution
+        header = re.search(
+            r"EASY-INSTALL-ENTRY-SCRIPT: '([^']+)','([^']+)','([^']+)'",
+            (install / "rlcg_ros" / "lib" / "rlcg_ros" / node).read_text(),
+        )
+        if header is not None:  # the setuptools stub colcon installs today
+            assert header.groups() == (f"rlcg-ros=={dist.version}", "console_scripts", node)
 
 
 def test_launch_and_config_files_are_in_share(install):
