@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from data_helpers import chunk_offsets, real_episodes, storage_file, transitions_of, write_bag
+from data_helpers import (
+    chunk_offsets,
+    real_episodes,
+    rewrite_with_chunk_crcs,
+    storage_file,
+    transitions_of,
+    write_bag,
+)
 
 from rlcg.data import topics
 from rlcg.data.dataset import TransitionDataset
@@ -267,6 +274,53 @@ def test_zstd_compressed_chunks_are_read_and_checked(tmp_path, episodes):
     assert "cannot decompress the zstd chunk" in problem and str(mcap) in problem
 
 
+def test_a_chunk_whose_crc_does_not_match_is_corrupt_not_read(tmp_path, episodes):
+    """Bags of `ros2 bag record` (MCAP C++ writer) carry chunk CRCs: a flipped byte in a chunk
+    (here inside an image's pixels, where the message would still decode) is found by the CRC, and
+    the chunk is skipped rather than its damaged image going into the dataset."""
+    bag = rewrite_with_chunk_crcs(write_bag(tmp_path / "bag", episodes))  # one chunk per message
+    check(tmp_path, bag, "corrupt", 0, episodes)  # the CRC'd chunks read back whole
+    mcap = storage_file(bag)
+    data = bytearray(mcap.read_bytes())
+    pixels = data.index(episodes[2].steps[0].image.tobytes()[:256])  # the third episode's image
+    (offset, length), *_ = [(o, n) for o, n in chunk_offsets(mcap) if o < pixels < o + n]
+    assert int.from_bytes(data[offset + 9 + 24 : offset + 9 + 28], "little") != 0  # the chunk has a CRC
+    data[pixels + 100] ^= 0x01
+    mcap.write_bytes(bytes(data))
+    report, _ = check(tmp_path / "after", bag, "corrupt", 1, [*episodes[:2], episodes[3]])
+    (problem,) = [p for p in report.problems.items if p.kind == "corrupt"]
+    assert "chunk CRC mismatch" in problem.text and f"at byte {offset}" in problem.text
+    # the episode that lost its image to the skipped chunk is rejected, not kept with a hole
+    assert [p.episode for p in report.problems.items if p.kind == "missing_topic"] == [ids(episodes)[2]]
+    info = bag_info(bag)
+    assert any("[corrupt]" in line and "chunk CRC mismatch" in line for line in info["problem_list"])
+
+
+def test_the_recorder_s_chunks_carry_crcs_so_a_flipped_pixel_is_found(tmp_path, episodes):
+    """rlcg's own bags carry chunk CRCs too (the rosbags writer leaves them 0, none): the mcap
+    package's reader verifies them, and a pixel flipped on disk is reported, not ingested."""
+    from mcap.reader import make_reader
+
+    from rlcg.data.recorder import CHUNK_CRC_OFFSET
+
+    bag, mcap = _recorded(tmp_path, episodes)
+    chunks = chunk_offsets(mcap)
+    data = bytearray(mcap.read_bytes())
+    assert len(chunks) == N
+    assert all(int.from_bytes(data[o + CHUNK_CRC_OFFSET : o + CHUNK_CRC_OFFSET + 4], "little") for o, _ in chunks)
+    with mcap.open("rb") as f:  # an independent reader checks every CRC
+        assert sum(1 for _ in make_reader(f, validate_crcs=True).iter_messages()) == 7 * N
+    middle = episodes[1].steps[0].image[32].tobytes()  # a row through the bin: this scene's own pixels
+    pixels = data.index(middle)
+    assert data.count(middle) == 1
+    (offset, _), *_ = [(o, n) for o, n in chunks if o < pixels < o + n]
+    data[pixels + 100] ^= 0x01
+    mcap.write_bytes(bytes(data))
+    report, _ = check(tmp_path, bag, "corrupt", 1, [episodes[0], *episodes[2:]])
+    (problem,) = report.problems.items
+    assert "chunk CRC mismatch" in problem.text and f"at byte {offset}" in problem.text
+
+
 # ----------------------------------------------------------------------------- damage found by an audit
 def test_a_chunk_whose_compression_name_is_damaged_is_skipped(tmp_path, episodes):
     bag, mcap = _recorded(tmp_path, episodes)
@@ -387,3 +441,70 @@ def test_bags_without_storage_files_are_unreadable_not_duplicates(tmp_path, epis
     assert report.episodes == 2 and report.problems.counts == {"unreadable": 2}
     assert sorted(Path(p.file).parent.name for p in report.problems.items) == ["a", "b"]
     assert [s["bag"] for s in read_index(tmp_path / "ds")["sources"]] == [str(good)]
+
+
+# ----------------------------------------------------------------------------- the other rejection rules
+def test_a_grasp_pose_in_another_frame_rejects_its_episode(tmp_path, episodes):
+    def camera_frame(o):  # values unchanged: only the frame says these are not base-frame coordinates
+        o.msg.header.frame_id = topics.CAMERA_FRAME
+        return o.msg
+
+    bag = write_bag(
+        tmp_path / "bag", episodes, edit_episode(1, lambda m: replace_topic(m, topics.GRASP_POSE, camera_frame))
+    )
+    report, _ = check(tmp_path, bag, "wrong_frame", 1, [episodes[0], *episodes[2:]], ids(episodes)[1])
+    assert report.rejected_episodes == 1 and len(report.problems.items) == 1
+    assert repr(topics.CAMERA_FRAME) in report.problems.items[0].text
+
+
+@pytest.mark.parametrize("field", ["x", "yaw", "z_offset"])
+def test_a_grasp_pose_that_disagrees_with_the_outcome_s_action_rejects_its_episode(tmp_path, episodes, field):
+    def moved(o):
+        p = o.msg.pose
+        if field == "x":
+            p.position.x += 0.01
+        elif field == "z_offset":
+            p.position.z += 0.01
+        else:  # turn the grasp by 0.1 rad more about z
+            yaw = 2 * math.atan2(p.orientation.z, p.orientation.w) + 0.1
+            p.orientation.z, p.orientation.w = math.sin(yaw / 2), math.cos(yaw / 2)
+        return o.msg
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(2, lambda m: replace_topic(m, topics.GRASP_POSE, moved)))
+    report, _ = check(tmp_path, bag, "inconsistent", 1, [*episodes[:2], episodes[3]], ids(episodes)[2])
+    assert report.rejected_episodes == 1 and len(report.problems.items) == 1
+    assert "differs from the outcome's action" in report.problems.items[0].text
+
+
+def test_an_outcome_of_another_episode_rejects_the_episode(tmp_path, episodes):
+    def foreign(o):
+        return dataclasses.replace(o.msg, episode_id="someone-else")
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(0, lambda m: replace_topic(m, topics.OUTCOME, foreign)))
+    report, _ = check(tmp_path, bag, "inconsistent", 1, episodes[1:], ids(episodes)[0])
+    assert "'someone-else'" in report.problems.items[0].text
+
+
+def test_an_outcome_with_the_wrong_step_number_rejects_its_episode(tmp_path, episodes):
+    def second_step(o):  # a one-step episode whose only outcome claims to close step 1
+        return dataclasses.replace(o.msg, step=1)
+
+    bag = write_bag(
+        tmp_path / "bag", episodes, edit_episode(3, lambda m: replace_topic(m, topics.OUTCOME, second_step))
+    )
+    report, _ = check(tmp_path, bag, "step_order", 1, episodes[:3], ids(episodes)[3])
+    assert report.rejected_episodes == 1 and len(report.problems.items) == 1
+    assert "outcome of step 1 where step 0 was expected" in report.problems.items[0].text
+
+
+@pytest.mark.parametrize("topic", [topics.IMAGE, topics.GRASP_POSE, topics.NEXT_IMAGE])
+def test_a_second_message_of_a_step_rejects_its_episode(tmp_path, episodes, topic):
+    def doubled(messages):  # a copy of the message, logged between it and the step's next message
+        k = next(i for i, (o, _) in enumerate(messages) if o.topic == topic)
+        (o, t), (_, t_next) = messages[k], messages[k + 1]
+        return [*messages[: k + 1], (o, (t + t_next) // 2), *messages[k + 1 :]]
+
+    bag = write_bag(tmp_path / "bag", episodes, edit_episode(1, doubled))
+    report, _ = check(tmp_path, bag, "extra_message", 1, [episodes[0], *episodes[2:]], ids(episodes)[1])
+    assert report.rejected_episodes == 1 and len(report.problems.items) == 1
+    assert f"has 2 {topic} messages" in report.problems.items[0].text

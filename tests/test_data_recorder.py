@@ -85,6 +85,17 @@ def test_never_overwrites_a_bag(tmp_path, capsys):
         rec2.write(eps[0])
 
 
+def test_collect_never_records_into_an_ingested_dataset(tmp_path, capsys):
+    with EpisodeRecorder(tmp_path / "bags") as rec:
+        rec.write(real_episodes(1)[0])
+    ingest([tmp_path / "bags"], tmp_path / "ds")
+    before = sorted(p.name for p in (tmp_path / "ds").iterdir())
+    argv = ["collect", "--policy", "random", "--episodes", "1", "--no-progress", "--out", str(tmp_path / "ds")]
+    assert main(argv) == 2
+    assert "is an ingested dataset" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == before
+
+
 def test_bags_split_by_episode_count_and_size(tmp_path):
     eps = real_episodes(5)
     with EpisodeRecorder(tmp_path / "n", max_episodes_per_bag=2) as rec:

@@ -14,7 +14,9 @@ has no MCAP footer/summary, which rlcg's readers accept (``ros2 bag reindex`` re
 from __future__ import annotations
 
 import os
+import struct
 import time
+import zlib
 from pathlib import Path
 
 import yaml
@@ -174,6 +176,8 @@ class EpisodeRecorder:
         except WriterError as exc:
             raise BagExistsError(f"{path} exists already: rlcg never overwrites a bag ({exc})") from None
         _check_storage_api(writer.storage)
+        if self.storage == "mcap":
+            _checksum_chunks(writer.storage)
         self._writer = writer
         self._connections = {}
         self._episodes_in_bag = 0
@@ -252,12 +256,39 @@ def _refuse_existing(out_dir: Path) -> None:
         raise BagExistsError(f"{out_dir} exists and is not a directory")
     if is_bag(out_dir):
         raise BagExistsError(f"{out_dir} is a bag already: rlcg never overwrites a bag; choose a new directory")
+    from rlcg.data.store import is_dataset
+
+    if is_dataset(out_dir):
+        raise BagExistsError(f"{out_dir} is an ingested dataset: record bags into a directory of their own")
     bags = find_bags(out_dir)
     if bags:
         names = ", ".join(str(b) for b in bags[:3]) + (" ..." if len(bags) > 3 else "")
         raise BagExistsError(
             f"{out_dir} holds {len(bags)} bag(s) already ({names}): rlcg never overwrites a bag; choose a new directory"
         )
+
+
+# A chunk record: opcode (1 byte), record length (8), message start and end time (8 + 8), uncompressed
+# size (8), then the CRC-32 of the uncompressed records (4; 0 means none).
+CHUNK_CRC_OFFSET = 1 + 8 + 8 + 8 + 8
+
+
+def _checksum_chunks(storage) -> None:
+    """Give every MCAP chunk the CRC-32 of its records, as `ros2 bag record` does. The rosbags writer
+    leaves it 0 (none), so a byte flipped on disk inside an image would be ingested without a word;
+    with the CRC, readers (rlcg's, rosbags', mcap's) report the chunk as corrupt."""
+    close_chunk = storage.close_chunk
+
+    def close_chunk_with_crc() -> None:
+        crc = zlib.crc32(storage.chunk.bio.getvalue())
+        start = storage.bio.tell()
+        close_chunk()
+        end = storage.bio.tell()
+        storage.bio.seek(start + CHUNK_CRC_OFFSET)
+        storage.bio.write(struct.pack("<I", crc))
+        storage.bio.seek(end)
+
+    storage.close_chunk = close_chunk_with_crc  # the writer closes chunks itself too (at 1 MiB, on close)
 
 
 def _check_storage_api(storage) -> None:
@@ -268,5 +299,5 @@ def _check_storage_api(storage) -> None:
     if missing:
         raise RecorderError(
             f"this rosbags version's {type(storage).__name__} lacks {', '.join(missing)}; "
-            "rlcg's per-episode flushing needs rosbags 0.10.4 to 0.11.x"
+            "rlcg's per-episode flushing needs rosbags 0.11.8 to 0.11.x"
         )
