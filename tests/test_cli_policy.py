@@ -203,12 +203,43 @@ def test_train_runs_unchanged_under_torchrun(small_bag, tmp_path):
         ("--channels", "0", "--channels: must be at least 1"),
         ("--threads", "-1", "--threads: must be at least 1"),
         ("--eval-episodes", "-5", "--eval-episodes: must be at least 0"),
+        ("--eval-every", "-1", "--eval-every: must be at least 0"),
+        ("--seed", "-1", "--seed: must be at least 0"),
     ],
 )
 def test_train_q_refuses_bad_numbers_before_reading_any_data(tmp_path, capsys, option, value, message):
     with pytest.raises(SystemExit):
         main(["train-q", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "q"), option, value])
     assert message in capsys.readouterr().err and not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--method", "gan", "--sim-data", "none", "--real-data", "none", "--out", "out", "--seed", "-1"],
+        ["viz", "q", "--seed", "-1", "--out", "q.png"],
+        ["viz", "q", "--out", "q.txt"],
+        ["bench", "transfer", "--seed", "-1", "--out", "out"],
+    ],
+    ids=["train seed", "viz seed", "viz out", "bench transfer seed"],
+)
+def test_seeds_and_outputs_are_checked_before_any_work(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and ("--seed: must be at least 0" in err or "ends in .png" in err), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_q_resume_refuses_fewer_steps_than_trained(small_bag, tmp_path, capsys):
+    argv = ["train-q", "--data", small_bag, "--out", str(tmp_path / "q"), "--batch-size", "8", "--no-progress"]
+    assert main([*argv, "--steps", "3"]) == 0
+    before = (tmp_path / "q" / "config.json").read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--steps", "2", "--resume"]) == 2
+    assert "the run has trained 3 steps; --steps cannot be fewer" in capsys.readouterr().err
+    assert (tmp_path / "q" / "config.json").read_bytes() == before
 
 
 def test_train_q_refuses_a_cem_that_cannot_run(small_bag, tmp_path, capsys):

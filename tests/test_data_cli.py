@@ -21,6 +21,12 @@ def bag_dir(tmp_path_factory):
     return root, eps
 
 
+def test_info_on_a_directory_without_bags_is_an_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["data", "info", str(tmp_path / "empty")]) == 2
+    assert f"no rosbag2 bags found in {tmp_path / 'empty'}" in capsys.readouterr().err
+
+
 def test_info_text_for_bags_and_dataset(bag_dir, capsys):
     root, eps = bag_dir
     assert main(["data", "info", str(root / "bags")]) == 0

@@ -99,6 +99,8 @@ def test_custom_transform_is_applied(tmp_path):
         ("name: x\ncamera:\n  position_jitter: -0.01\n", "position_jitter must be >= 0"),
         ("name: x\nobjects:\n  texture_contrast: 2.0\n", "texture_contrast must be within"),
         ("name: x\nlight:\n  ambient_jitter: -0.1\n", "ambient_jitter must be >= 0"),
+        ("name: x\ntable:\n  texture: {pattern: wood, seed: -1}\n", "seed must be a whole number of at least 0"),
+        ("name: x\ntable:\n  texture: {pattern: wood, scale: 0}\n", "scale must be a finite number above 0"),
         ("name: x\nlight:\n  ambient: 0.1\nlight:\n  diffuse: 0.2\n", "'light' is given twice"),
     ],
 )
@@ -113,6 +115,14 @@ def test_transform_with_wrong_output_is_named(tmp_path):
     (tmp_path / "fx.py").write_text("def shrink(image, rng):\n    return image[::2, ::2]\n")
     path = _write(tmp_path, "name: bad\ntransform: fx.py:shrink\n")
     with ThreeBinWorld(domain=load_domain(path)) as w, pytest.raises(DomainError, match="fx.py:shrink returned"):
+        w.reset(0)
+
+
+def test_a_transform_that_raises_is_named(tmp_path):
+    (tmp_path / "fx.py").write_text("def boom(image, rng):\n    raise RuntimeError('my bug')\n")
+    path = _write(tmp_path, "name: bad\ntransform: fx.py:boom\n")
+    raised = pytest.raises(DomainError, match="transform fx.py:boom raised RuntimeError: my bug")
+    with ThreeBinWorld(domain=load_domain(path)) as w, raised:
         w.reset(0)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from rlcg.errors import RlcgError
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         result = args.handler(args)
+    except BrokenPipeError:  # the reader of stdout left (`rlcg data info B | head`): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 0
     except (RlcgError, OSError) as exc:  # OSError: a missing or unreadable file, a full disk
         print(f"rlcg {args.command}: error: {exc}", file=sys.stderr)
         return 2

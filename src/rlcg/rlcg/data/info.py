@@ -9,6 +9,7 @@ from pathlib import Path
 from rlcg.data.bags import Problems, bag_metadata, find_bags
 from rlcg.data.decode import EpisodeStream
 from rlcg.data.store import is_dataset, read_index
+from rlcg.errors import RlcgError
 
 
 def _rate(successes: int, episodes: int) -> float | None:
@@ -25,7 +26,10 @@ def bag_info(path: str | Path) -> dict:
     sizes: Counter[str] = Counter()
     episodes = successes = attempts = rejected = 0
     start = end = None
-    for bag in find_bags(path):
+    found = find_bags(path)
+    if not found:  # a mistyped directory must not read as a healthy, empty recording
+        raise RlcgError(f"no rosbag2 bags found in {path}")
+    for bag in found:
         stream = EpisodeStream(bag, problems, enforce_size=False, count_topics=True)
         n = 0
         for ep in stream:

@@ -39,7 +39,9 @@ TRIPLES = {
 
 
 @torch.no_grad()
-def scene_consistency(run: str | Path, sim_dataset, real_dataset, q_sim: str | Path | None = None) -> dict:
+def scene_consistency(
+    run: str | Path, sim_dataset, real_dataset, q_sim: str | Path | None = None, progress: bool = False
+) -> dict:
     """The six Q-values of a cyclegan or rl-cyclegan run on the final grasps of ``sim_dataset`` and
     ``real_dataset`` (TransitionDatasets): per value its outcome scores (AUC, cross-entropy, mean Q);
     per domain the three pairwise distances and their sum (that domain's half of L_RL-scene).
@@ -71,12 +73,17 @@ def scene_consistency(run: str | Path, sim_dataset, real_dataset, q_sim: str | P
     def to_q(gen, images: torch.Tensor) -> torch.Tensor:
         return to_q_range(gen(to_gan_range(images)))
 
+    from tqdm import tqdm
+
     result: dict = {"run": str(run), "method": trained.config.method, "q_sim": q_sim_source, "data": {}}
     scored: dict = {}
+    grasps = {domain: final_grasps(dataset, size) for domain, dataset in (("sim", sim_dataset), ("real", real_dataset))}
+    bar = tqdm(total=sum(len(g[0]) for g in grasps.values()), desc="six Q-values", unit="grasp", disable=not progress)
     for domain, dataset in (("sim", sim_dataset), ("real", real_dataset)):
-        rows, actions, rewards = final_grasps(dataset, size)
+        rows, actions, rewards = grasps[domain]
         values: dict[str, list[np.ndarray]] = {key: [] for key, _ in TRIPLES[domain]}
         for i in range(0, len(rows), 100):
+            bar.update(len(rows[i : i + 100]))
             image = QNetwork.preprocess(torch.as_tensor(np.asarray(dataset.images[rows[i : i + 100]])))
             a = torch.as_tensor(actions[i : i + 100])
             if domain == "sim":
@@ -102,6 +109,7 @@ def scene_consistency(run: str | Path, sim_dataset, real_dataset, q_sim: str | P
             "rl_scene": sum(distances.values()),
         }
         scored[domain] = (rows, actions, rewards, q)
+    bar.close()
     result["paired"] = _paired(trained, sim_dataset, real_dataset, scored["sim"], scored["real"])
     return result
 

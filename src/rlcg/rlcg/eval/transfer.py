@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rlcg.errors import CommandError
-from rlcg.sim.commands import positive_int
+from rlcg.sim.commands import nonnegative_int, positive_int
 
 EVAL_SEED = 1000
 METHOD_ORDER = ("sim-only", "randomized-sim", "gan", "cyclegan", "rl-cyclegan")
@@ -105,7 +105,7 @@ def register_transfer(bench_sub) -> None:
         "starts from it (default: the preset's: smoke trains one, paper uses 'default')",
     )
     p.add_argument("--workers", type=positive_int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", required=True, metavar="REPORT_DIR")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--no-progress", action="store_true")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rlcg.device import DEVICE_CHOICES, device_name, resolve_device, single_process_only
 from rlcg.errors import CommandError
-from rlcg.sim.commands import nonnegative_float, positive_float, positive_int
+from rlcg.sim.commands import nonnegative_float, nonnegative_int, positive_float, positive_int
 
 METHOD_HELP = (
     "sim-only / randomized-sim: Q alone on --sim-data (sim or randomized-domain episodes); gan: G adversarially, "
@@ -163,7 +163,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=None, help="save every N steps (default: 1000 Q-only, 500 GAN)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--device", type=device_name, default="auto", help=f"torch device: {DEVICE_CHOICES} (default: auto)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
 
@@ -223,6 +223,7 @@ def register(sub) -> None:
         help="policy checkpoint to use as Q_sim (default: the run's Q_sim; for cyclegan, the policy it started from)",
     )
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_eval_consistency)
 
     p = sub.add_parser(
@@ -590,7 +591,7 @@ def cmd_eval_consistency(args) -> int:
         if not Path(path).exists():
             raise CommandError(f"{flag} {path}: no such dataset or bag directory")
         datasets.append(TransitionDataset.open(path))
-    result = scene_consistency(args.run, *datasets, q_sim=args.q_sim)
+    result = scene_consistency(args.run, *datasets, q_sim=args.q_sim, progress=not args.no_progress)
     print(json.dumps(result, indent=2) if args.json else format_consistency(result))
     return 0
 

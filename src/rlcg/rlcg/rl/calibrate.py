@@ -145,7 +145,8 @@ def _fit(qnet, images, actions, rewards, max_offset: float) -> OffsetFit:
     if (d.abs() >= max_offset * 0.999).any():
         raise CalibrationError(
             f"the best offset ({d[0]:.4f}, {d[1]:.4f}) m lies on the +-{max_offset} m bound: the policy's "
-            "geometry is further off than that; check the camera calibration, or raise --max-offset"
+            "geometry is further off than that; check the camera calibration"
+            + (f", or raise --max-offset (at most {MAX_GRASP_OFFSET} m)" if max_offset < MAX_GRASP_OFFSET else "")
         )
     # standard errors: the inverse of the summed log-likelihood's Hessian (observed Fisher information)
     hessian = torch.autograd.functional.hessian(lambda v: nll(v) * n, d)

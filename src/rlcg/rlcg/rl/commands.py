@@ -16,6 +16,7 @@ from rlcg.sim.commands import (
     cem_from_args,
     image_size,
     nonnegative_int,
+    png_path,
     positive_float,
     positive_int,
     unit_fraction,
@@ -94,8 +95,8 @@ def register(sub) -> None:
         metavar=("ITERS", "POP", "ELITES"),
         help="CEM of the saved policy and of the TD targets (default: 2 64 6, QT-Opt)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=0, help="evaluate in sim every N steps (0: never)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--eval-every", type=nonnegative_int, default=0, help="evaluate in sim every N steps (0: never)")
     p.add_argument("--eval-episodes", type=nonnegative_int, default=50)
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--device", type=device_name, default="cpu", help=f"torch device: {DEVICE_CHOICES} (default: cpu)")
@@ -147,7 +148,7 @@ def register(sub) -> None:
         type=float,
         default=0.02,
         metavar="M",
-        help="largest |dx| and |dy| searched, in metres (default: 0.02)",
+        help="largest |dx| and |dy| searched, in metres, at most 0.05 (default: 0.02)",
     )
     p.add_argument(
         "--min-grasps",
@@ -170,11 +171,11 @@ def register(sub) -> None:
     )
     q.add_argument("--policy", default="default", help="policy checkpoint or 'default'")
     q.add_argument("--domain", default="sim")
-    q.add_argument("--seed", type=int, default=0, help="scene seed")
+    q.add_argument("--seed", type=nonnegative_int, default=0, help="scene seed")
     q.add_argument("--bins", choices=["single", "multi"], default="single")
     q.add_argument("--objects", choices=["train", "test", "all"], default="test")
     q.add_argument("--scale", type=positive_int, default=6, help="upscaling of the image (default: 6)")
-    q.add_argument("--out", required=True, metavar="PNG")
+    q.add_argument("--out", required=True, type=png_path, metavar="PNG")
     q.set_defaults(handler=cmd_viz_q)
 
 
@@ -263,8 +264,7 @@ def cmd_train_q(args) -> int:
         raise CommandError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
     if args.resume and not (out / "config.json").exists():
         print(f"note: --resume: {out} holds no checkpoint yet; starting a new run", file=sys.stderr)
-    init = [f"init={args.init}"] if args.init else []
-    prov = provenance(argv=["train-q", *[f"{p}:{wt}" for p, wt in args.data], *init], seed=args.seed)
+    prov = provenance(seed=args.seed)  # the command line as given
     trainer = QTOptTrainer(
         tcfg,
         qcfg,

@@ -237,6 +237,8 @@ class QTOptTrainer:
         if to_dict(self.qnet.config) != cfg["qnet"]:
             raise RlcgError(f"{self.out}: the checkpoint's network differs from this run's; cannot resume")
         self._check_same_settings(cfg.get("training", {}))
+        if self.config.steps < int(state["step"]):  # it would train nothing and record the smaller count
+            raise RlcgError(f"{self.out}: the run has trained {int(state['step'])} steps; --steps cannot be fewer")
         self.qnet.load_state_dict(weights)
         self.target.load_state_dict(state["target"])
         if self.lagged is not None and "lagged" in state:

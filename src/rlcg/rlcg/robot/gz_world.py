@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rlcg.sim.commands import nonnegative_int
 from rlcg.sim.config import SimConfig
 
 SDF_VERSION = "1.9"  # read by libsdformat 12 (Fortress) and 14 (Harmonic) alike
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m rlcg.robot.gz_world", description="Write the Gazebo three-bin world SDF from the rlcg config."
     )
     parser.add_argument("--out", type=Path, help="output file (default: print to stdout)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the object layout (default 0)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the object layout (default 0)")
     parser.add_argument("--config-dir", type=Path, help="config directory (default: the workspace's config/)")
     parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from what would be written")
     args = parser.parse_args(argv)
@@ -286,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None:
         sys.stdout.write(text)
     else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
         print(f"wrote {args.out}")
     return 0

@@ -343,8 +343,8 @@ def cmd_collect(args) -> int:
     finally:
         recorder.close()
     print(
-        f"collected {summary.episodes} episodes ({summary.attempts} grasp attempts, "
-        f"{summary.successes / max(summary.episodes, 1):.1%} successful) into {args.out}"
+        f"collected {summary.episodes} episodes ({summary.attempts} grasp attempts; "
+        f"{summary.successes / max(summary.episodes, 1):.1%} of episodes successful) into {args.out}"
     )
     return 0
 

@@ -48,6 +48,10 @@ class ProceduralTexture:
             raise DomainError(f"pattern {self.pattern!r} is not one of {', '.join(textures.PATTERNS)}")
         if not 0.0 <= self.contrast <= 1.0:
             raise DomainError("contrast must be within [0, 1]")
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise DomainError(f"scale must be a finite number above 0, got {self.scale}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise DomainError(f"seed must be a whole number of at least 0, got {self.seed!r}")
 
 
 @dataclass(frozen=True)
@@ -373,7 +377,12 @@ class DomainSample:
             image = np.array(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
         transform = self.domain.transform()
         if transform is not None:
-            out = transform(image, rng)
+            try:
+                out = transform(image, rng)
+            except Exception as exc:  # the user's code: name it, as for its other faults
+                raise DomainError(
+                    f"{self.domain.source}: transform {self.domain.spec.transform} raised {type(exc).__name__}: {exc}"
+                ) from exc
             if not isinstance(out, np.ndarray) or out.shape != image.shape or out.dtype != np.uint8:
                 got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
                 raise DomainError(
