@@ -15,6 +15,8 @@ from rlcg.device import DEVICE_CHOICES, device_name, resolve_device, single_proc
 from rlcg.errors import CommandError
 from rlcg.sim.commands import nonnegative_float, nonnegative_int, positive_float, positive_int
 
+GAN_METHODS = frozenset({"gan", "cyclegan", "rl-cyclegan"})  # the others (sim-only, randomized-sim) train Q alone
+WITH_F = frozenset({"cyclegan", "rl-cyclegan"})
 METHOD_HELP = (
     "sim-only / randomized-sim: Q alone on --sim-data (sim or randomized-domain episodes); gan: G adversarially, "
     "Q_real on G(x); cyclegan: + F and the cycle loss; rl-cyclegan: + Q_sim and the RL-scene consistency loss"
@@ -389,10 +391,10 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
         if not Path(args.monitor_data).exists():
             raise CommandError(f"--monitor-data {args.monitor_data}: no such dataset or bag directory")
         monitor = OutcomeMonitor(TransitionDataset.open(args.monitor_data), args.monitor_every, out / "monitor.jsonl")
-    saved = out / ("policy" if method in ("sim-only", "randomized-sim") else "checkpoint") / "config.json"
+    saved = out / ("checkpoint" if method in GAN_METHODS else "policy") / "config.json"
     if args.resume and not saved.exists():
         print(f"note: --resume: {out} holds no {method} run yet; starting a new one", file=sys.stderr)
-    if method in ("sim-only", "randomized-sim"):
+    if method not in GAN_METHODS:
         tcfg = QTrainConfig(
             steps=args.steps or 3000,
             batch_size=args.batch_size or 64,
@@ -466,8 +468,6 @@ def _run_writer(out: Path, step: int, monitor=None, main: bool = True):
         writer.close()
 
 
-GAN_METHODS = frozenset({"gan", "cyclegan", "rl-cyclegan"})
-WITH_F = frozenset({"cyclegan", "rl-cyclegan"})
 # Options that only some methods read: given to another method with a value other than its default, the
 # run would silently ignore them, so cmd_train refuses them. (Options with a more specific hint are
 # checked before this table in cmd_train.)
@@ -506,17 +506,17 @@ def unused_options(args) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    if args.method in ("gan", "cyclegan", "rl-cyclegan") and not args.real_data:
+    if args.method in GAN_METHODS and not args.real_data:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
-    if args.method in ("sim-only", "randomized-sim"):
+    if args.method not in GAN_METHODS:
         single_process_only(f"rlcg train --method {args.method}")
-    if args.method in ("sim-only", "randomized-sim") and args.real_rl:
+    if args.method not in GAN_METHODS and args.real_rl:
         raise CommandError("--real-rl applies to the GAN methods; to train Q on real data alone, pass it as --sim-data")
     if args.real_rl_share != 0.5 and not args.real_rl:
         raise CommandError("--real-rl-share applies with --real-rl")
     if not 0.0 < args.real_rl_share <= 1.0:
         raise CommandError(f"--real-rl-share must be in (0, 1], got {args.real_rl_share}")
-    if args.method in ("sim-only", "randomized-sim") and args.lr_schedule != "constant":
+    if args.method not in GAN_METHODS and args.lr_schedule != "constant":
         raise CommandError(
             f"--lr-schedule {args.lr_schedule} applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule"
         )
@@ -528,7 +528,7 @@ def cmd_train(args) -> int:
             raise CommandError(
                 f"--lr-decay-from must be a step from 0 to {steps - 1} (--steps {steps}), got {args.lr_decay_from}"
             )
-    if args.method in ("sim-only", "randomized-sim"):
+    if args.method not in GAN_METHODS:
         given = [
             f
             for f, on in (("--q-updates-per-step", args.q_updates_per_step != 1), ("--lr-q", args.lr_q is not None))
@@ -536,10 +536,10 @@ def cmd_train(args) -> int:
         ]
         if given:
             raise CommandError(f"{' and '.join(given)} apply to the GAN methods; for Q alone use rlcg train-q --lr")
-    if args.method in ("sim-only", "randomized-sim") and (args.q_real_augment or args.lambda_identity):
+    if args.method not in GAN_METHODS and (args.q_real_augment or args.lambda_identity):
         raise CommandError("--q-real-augment and --lambda-identity apply to the GAN methods (Q_real, G and F)")
     if args.init_run is not None:
-        if args.method in ("sim-only", "randomized-sim"):
+        if args.method not in GAN_METHODS:
             raise CommandError("--init-run applies to the GAN methods; to start Q alone from a policy, use --init-q")
         if args.init_q:
             raise CommandError("--init-run already starts the Q-networks (from RUN); leave out --init-q")
@@ -552,12 +552,12 @@ def cmd_train(args) -> int:
         )
     if args.q_tail_steps < 0:
         raise CommandError(f"--q-tail-steps must be 0 or more, got {args.q_tail_steps}")
-    if args.method in ("sim-only", "randomized-sim") and args.q_tail_steps:
+    if args.method not in GAN_METHODS and args.q_tail_steps:
         raise CommandError(
             "--q-tail-steps applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule cosine"
         )
     if args.q_real_average_from is not None:
-        if args.method in ("sim-only", "randomized-sim"):
+        if args.method not in GAN_METHODS:
             raise CommandError("--q-real-average-from applies to the GAN methods (it averages Q_real)")
         total = (args.steps or 2000) + args.q_tail_steps
         if not 0 <= args.q_real_average_from < total:
