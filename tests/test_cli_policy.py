@@ -236,6 +236,9 @@ def test_train_q_resume_refuses_fewer_steps_than_trained(small_bag, tmp_path, ca
     argv = ["train-q", "--data", small_bag, "--out", str(tmp_path / "q"), "--batch-size", "8", "--no-progress"]
     assert main([*argv, "--steps", "3"]) == 0
     before = (tmp_path / "q" / "config.json").read_bytes()
+    # the checkpoint records the command as given, also when main() is called with its own arguments
+    recorded = json.loads(before)["config"]["training"]["provenance"]["command"]
+    assert recorded == "rlcg " + " ".join([*argv, "--steps", "3"])
     capsys.readouterr()
     assert main([*argv, "--steps", "2", "--resume"]) == 2
     assert "the run has trained 3 steps; --steps cannot be fewer" in capsys.readouterr().err

@@ -34,8 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rlcg.provenance import record_command
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    record_command(sys.argv[1:] if argv is None else argv)
     try:
         result = args.handler(args)
     except BrokenPipeError:  # the reader of stdout left (`rlcg data info B | head`): not an error of ours

@@ -24,13 +24,23 @@ def git_commit(path: Path | None = None) -> str:
         return "unknown"
 
 
+_command: list[str] | None = None  # the arguments rlcg.cli.main parsed, when it was called with its own
+
+
+def record_command(argv: list[str]) -> None:
+    """Remember the arguments the CLI was given: ``rlcg.cli.main(argv)`` called from Python or from
+    `ros2 run rlcg_ros train` is not what sys.argv holds."""
+    global _command
+    _command = list(argv)
+
+
 def provenance(argv: list[str] | None = None, seed: int | None = None) -> dict:
     import torch
 
     from rlcg import __version__
 
     return {
-        "command": "rlcg " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "rlcg " + " ".join(argv if argv is not None else _command if _command is not None else sys.argv[1:]),
         "seed": seed,
         "commit": git_commit(),
         "rlcg": __version__,
