@@ -111,12 +111,45 @@ def test_train_scores_q_on_the_monitor_data_as_it_trains(method, mixed_bag, tmp_
     assert train(tmp_path / "other", tmp_path / "missing") == 2
     assert "--monitor-data" in capsys.readouterr().err and not (tmp_path / "other").exists()
     # a run killed after its checkpoint at step 3 had logged step 5: resumed, it checks 4 and 5 again,
-    # and each step keeps one line
+    # and each step keeps one record, in monitor.jsonl and in TensorBoard
     with (run / "monitor.jsonl").open("a") as f:
         f.write(json.dumps({"step": 5, "auc": -1.0}) + "\n" + '{"step": 6, "au')
+    _log_after_the_checkpoint(run / "tb", {5: -1.0})
     assert train(run, mixed_bag, "--steps", "5", "--resume") == 0
     lines = [json.loads(line) for line in (run / "monitor.jsonl").read_text().splitlines()]
     assert [s["step"] for s in lines] == [0, 2, 3, 4, 5] and lines[-1]["auc"] >= 0.0
+    assert _tensorboard(run / "tb") == [(s["step"], pytest.approx(s["auc"])) for s in lines]
+    # a run killed before its first checkpoint leaves logs but nothing to resume: a new run replaces them
+    fresh = tmp_path / "fresh"
+    _log_after_the_checkpoint(fresh / "tb", {0: -1.0, 2: -1.0})
+    (fresh / "monitor.jsonl").write_text(json.dumps({"step": 0, "auc": -1.0}) + "\n")
+    assert train(fresh, mixed_bag) == 0
+    lines = [json.loads(line) for line in (fresh / "monitor.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in lines] == [0, 2, 3]
+    assert _tensorboard(fresh / "tb") == [(s["step"], pytest.approx(s["auc"])) for s in lines]
+
+
+def _log_after_the_checkpoint(logdir, values: dict[int, float]) -> None:
+    """What a killed run had logged (monitor/auc) after its last checkpoint, in an event file named
+    as if written before every other (TensorBoard reads a directory's files in name order, and names
+    made in the same second need not sort in the order they were made)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    before = set(logdir.glob("events.out.tfevents.*")) if logdir.exists() else set()
+    with SummaryWriter(str(logdir)) as writer:
+        for step, value in values.items():
+            writer.add_scalar("monitor/auc", value, step)
+    (new,) = set(logdir.glob("events.out.tfevents.*")) - before
+    new.rename(logdir / "events.out.tfevents.0000000000.killed-run")
+
+
+def _tensorboard(logdir) -> list[tuple[int, float]]:
+    """monitor/auc as TensorBoard shows it, after purging what resumed runs trained again."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("monitor/auc")]
 
 
 # ---------------------------------------------------------------------- the six Q-values of a GAN run

@@ -123,11 +123,12 @@ class OutcomeMonitor:
 
     def resume_at(self, step: int) -> None:
         """Drop the lines of checks after ``step``: a run resumed from its checkpoint at ``step``
-        checks those steps again, and each step keeps one line."""
+        checks those steps again, and each step keeps one line. At step 0 (a new run where one was
+        killed before its first checkpoint) every line goes, the start's check included."""
         if not self.path.is_file():
             return
         lines = self.path.read_text().splitlines(keepends=True)
-        kept = [line for line in lines if _monitor_step(line) <= step]
+        kept = [line for line in lines if _monitor_step(line) <= step] if step > 0 else []
         if len(kept) != len(lines):
             tmp = self.path.with_name(f".{self.path.name}.tmp")
             tmp.write_text("".join(kept))

@@ -451,17 +451,15 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
 @contextlib.contextmanager
 def _run_writer(out: Path, step: int, monitor=None, main: bool = True):
     """RUN/tb's TensorBoard writer, made once the trainer has accepted its settings (a refused start
-    leaves no event file) and on the main process only (None elsewhere). A run resumed at ``step``
-    drops what it had logged after its checkpoint, in TensorBoard and in the monitor's file, since
-    it trains those steps again."""
-    from torch.utils.tensorboard import SummaryWriter
+    leaves no event file) and on the main process only (None elsewhere). See resumed_writer."""
+    from rlcg.runlog import resumed_writer
 
     if not main:
         yield None
         return
-    if monitor is not None and step > 0:
+    if monitor is not None:
         monitor.resume_at(step)
-    writer = SummaryWriter(str(out / "tb"), purge_step=step if step > 0 else None)
+    writer = resumed_writer(out / "tb", step)
     try:
         yield writer
     finally:

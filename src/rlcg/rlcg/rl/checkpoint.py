@@ -3,8 +3,10 @@
 ``config.json`` names the weights file it belongs to. Saving writes new weights under a fresh
 name, then replaces ``config.json`` atomically (``os.replace``), so a reader (or a run killed
 mid-save) always sees a complete, consistent checkpoint. The files of the previous save are kept
-until the next one, so that a reader who parsed the old ``config.json`` still finds its weights;
-only files an earlier ``config.json`` named are ever deleted, never other files in the directory.
+until the next one, so that a reader who parsed the old ``config.json`` still finds its weights.
+Only files of saves are ever deleted: those an earlier ``config.json`` named, and files under the
+names saves give (``model-<tag>.safetensors``, ``train-<tag>.safetensors``) that no ``config.json``
+names, left by a save killed before it replaced ``config.json``; never other files in the directory.
 """
 
 from __future__ import annotations

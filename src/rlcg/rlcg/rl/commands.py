@@ -229,8 +229,6 @@ def open_sources(specs: list[tuple[str, float]]):
 
 
 def cmd_train_q(args) -> int:
-    from torch.utils.tensorboard import SummaryWriter
-
     from rlcg.models.qnet import QNetConfig
     from rlcg.provenance import provenance
     from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, describe
@@ -277,8 +275,9 @@ def cmd_train_q(args) -> int:
         init=args.init,
     )
     print(f"{describe(trainer.qnet)}; {len(data):,} transitions; from step {trainer.step} to {tcfg.steps}")
-    # a resumed run trains again the steps after its checkpoint: what they logged before is dropped
-    writer = SummaryWriter(str(out / "tb"), purge_step=trainer.step if trainer.step > 0 else None)
+    from rlcg.runlog import resumed_writer
+
+    writer = resumed_writer(out / "tb", trainer.step)
     try:
         trainer.fit(progress=not args.no_progress, writer=writer)
     finally:
