@@ -90,7 +90,9 @@ def test_bench_policy_reports_the_documented_keys(untrained_policy, capsys):
 def test_bench_train_reports_every_method(capsys):
     argv = ["bench", "train", "--steps", "1", "--threads", "1", "--ablation", "--repeats", "1", "--json"]
     assert main(argv) == 0
-    rates = _json(capsys)["devices"]["cpu"]
+    report = _json(capsys)
+    assert (report["batch_size"], report["q_batch_size"]) == (8, 32)  # sim-only's Q trains on the GAN methods' 32
+    rates = report["devices"]["cpu"]
     for method in ("sim-only", "gan", "cyclegan", "rl-cyclegan"):
         assert rates[f"{method}_steps_per_s"] > 0, method
     hot = rates["hot_path"]  # the hot-path ablation, fused Adam on CPU included

@@ -81,6 +81,15 @@ def test_bench_sim_reports_the_documented_keys(capsys):
         assert report[key] > 0
 
 
+def test_runner_waits_until_every_worker_has_started():
+    """What bench sim's clock starts after: every worker's set-up done, not only the fastest's."""
+    from rlcg.rollout import EpisodeRunner, RolloutSpec
+
+    with EpisodeRunner(RolloutSpec(policy="random", image_size=64), 2) as runner:
+        ready = runner.wait_ready()
+    assert len(ready) == 2 and os.getpid() not in ready
+
+
 def test_a_worker_that_cannot_start_is_a_clear_error_not_a_hang(tmp_path):
     """A pool replaces a worker whose set-up raised, forever; the error must reach the command."""
     import shutil
@@ -111,6 +120,7 @@ def test_a_worker_that_cannot_start_is_a_clear_error_not_a_hang(tmp_path):
         (["collect", "--episodes", "1", "--out", "x", "--max-bag-mb", "0"], "--max-bag-mb: must be a finite"),
         (["sim", "--episodes", "1", "--seed", "-1"], "--seed: must be at least 0"),
         (["render", "--out", "grid.jpg"], "ends in .png"),
+        (["bench", "ingest", "--image-size", "3"], "image size must be within 16..1024, got 3"),
     ],
 )
 def test_bad_values_are_refused_when_parsed(argv, message, capsys):

@@ -8,6 +8,8 @@ its seed, whatever worker ran it and in whatever order.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -172,6 +174,14 @@ def _run_seed(seed: int) -> Episode:
     return run_episode(_WORKER["world"], _WORKER["policy"], seed, spec.attempts, label)
 
 
+def _ready(_: object) -> int:
+    """A pool worker's pid, once its set-up is done (tasks run only after the initializer)."""
+    if "error" in _WORKER:
+        raise _WORKER["error"]
+    time.sleep(0.01)  # leave tasks for a worker that is still starting
+    return os.getpid()
+
+
 def _policy_label(spec: str) -> str:
     return spec if spec in SCRIPTED_POLICIES or spec == "default" else f"checkpoint:{spec}"
 
@@ -197,6 +207,16 @@ class EpisodeRunner:
             scratch = str(scratch_root())
             self._pool = ctx.Pool(self.workers, initializer=_init_pool_worker, initargs=(self.spec, scratch))
         return self
+
+    def wait_ready(self) -> set[int]:
+        """Return once every worker has finished its set-up (imports, world, policy), with their pids:
+        a benchmark's clock must not include a worker that is still starting."""
+        if self._pool is None:
+            return {os.getpid()}
+        seen: set[int] = set()
+        while len(seen) < self.workers:
+            seen |= set(self._pool.map(_ready, range(4 * self.workers), chunksize=1))
+        return seen
 
     def run(self, seeds: list[int], ordered: bool = True) -> Iterator[Episode]:
         """Episodes of ``seeds``; in seed order unless ``ordered`` is False."""

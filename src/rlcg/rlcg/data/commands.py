@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from rlcg.sim.commands import image_size, positive_int
+
 MAX_WARNINGS_SHOWN = 100
 
 
@@ -22,13 +24,6 @@ def _image_size_arg(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {text!r}")
     return parts[0], parts[1]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def register(sub) -> None:
@@ -83,13 +78,13 @@ def register_bench(bench_sub) -> None:
         "MB/s of both (bag bytes / time), their ratio and transitions/s; best of --repeats each. The copies "
         "make the bag large enough (about 27 MB at 64x64) that per-file set-up costs do not dominate.",
     )
-    p.add_argument("--episodes", type=_positive_int, default=100, help="episodes collected (default: 100)")
+    p.add_argument("--episodes", type=positive_int, default=100, help="episodes collected (default: 100)")
     p.add_argument(
-        "--copies", type=_positive_int, default=10, help="times each episode is recorded into the bag (default: 10)"
+        "--copies", type=positive_int, default=10, help="times each episode is recorded into the bag (default: 10)"
     )
-    p.add_argument("--image-size", type=_positive_int, default=64, help="square image size (default: 64)")
-    p.add_argument("--attempts", type=_positive_int, default=1, help="grasp attempts per episode (default: 1)")
-    p.add_argument("--repeats", type=_positive_int, default=5, help="timed runs of each, best kept (default: 5)")
+    p.add_argument("--image-size", type=image_size, default=64, help="square image size, 16 to 1024 (default: 64)")
+    p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs of each, best kept (default: 5)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_ingest)

@@ -13,10 +13,9 @@ from pathlib import Path
 
 from rlcg.device import DEVICE_CHOICES, device_name, resolve_device, single_process_only
 from rlcg.errors import CommandError
+from rlcg.gan.methods import GAN_METHODS, METHODS, METHODS_WITH_F
 from rlcg.sim.commands import nonnegative_float, nonnegative_int, positive_float, positive_int
 
-GAN_METHODS = frozenset({"gan", "cyclegan", "rl-cyclegan"})  # the others (sim-only, randomized-sim) train Q alone
-WITH_F = frozenset({"cyclegan", "rl-cyclegan"})
 METHOD_HELP = (
     "sim-only / randomized-sim: Q alone on --sim-data (sim or randomized-domain episodes); gan: G adversarially, "
     "Q_real on G(x); cyclegan: + F and the cycle loss; rl-cyclegan: + Q_sim and the RL-scene consistency loss"
@@ -181,7 +180,7 @@ def register(sub) -> None:
     p.add_argument(
         "--method",
         required=True,
-        choices=["sim-only", "randomized-sim", "gan", "cyclegan", "rl-cyclegan"],
+        choices=METHODS,
         help=METHOD_HELP,
     )
     p.add_argument("--sim-data", nargs="+", required=True, metavar="DIR[:WEIGHT]", help="sim episodes")
@@ -277,10 +276,13 @@ def register_bench(bench_sub) -> None:
     p = bench_sub.add_parser(
         "train",
         help="training steps per second of every method (64x64, batch 8), CPU and GPU when present",
-        description="Steps per second of each method's training step on synthetic batches at 64x64, batch 8.",
+        description="Steps per second of each method's training step on synthetic batches at 64x64, after two "
+        "warm-up steps: the GAN methods at GAN batch --batch-size, their Q-networks on 32 transitions a step "
+        "(rlcg train's --q-batch-size default); sim-only, the Q-network alone, on the same 32, so that its "
+        "column is the Q work inside every GAN step.",
     )
-    p.add_argument("--steps", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--steps", type=positive_int, default=10, help="timed steps per method (default: 10)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="GAN batch (default: 8)")
     p.add_argument(
         "--devices",
         nargs="+",
@@ -288,7 +290,7 @@ def register_bench(bench_sub) -> None:
         default=None,
         help="devices to measure (default: cpu, and cuda if any)",
     )
-    p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument(
         "--ablation",
         action="store_true",
@@ -469,7 +471,7 @@ def _run_writer(out: Path, step: int, monitor=None, main: bool = True):
 # Options that only some methods read: given to another method with a value other than its default, the
 # run would silently ignore them, so cmd_train refuses them. (Options with a more specific hint are
 # checked before this table in cmd_train.)
-METHOD_OPTIONS: dict[str, frozenset[str]] = {
+METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "real_data": GAN_METHODS,
     "q_batch_size": GAN_METHODS,
     "gen_width": GAN_METHODS,
@@ -482,9 +484,9 @@ METHOD_OPTIONS: dict[str, frozenset[str]] = {
     "bf16": GAN_METHODS,
     "channels_last": GAN_METHODS,
     "fused_adam": GAN_METHODS,
-    "lambda_cycle": WITH_F,
-    "lambda_rl_scene": frozenset({"rl-cyclegan"}),
-    "rl_scene_trains_q": frozenset({"rl-cyclegan"}),
+    "lambda_cycle": METHODS_WITH_F,
+    "lambda_rl_scene": ("rl-cyclegan",),
+    "rl_scene_trains_q": ("rl-cyclegan",),
 }
 
 
@@ -495,7 +497,7 @@ def unused_options(args) -> list[str]:
     add_train_args(parser)
     defaults = vars(parser.parse_args([]))
     readers = dict(METHOD_OPTIONS)
-    readers["cycle_loss"] = WITH_F | (GAN_METHODS if args.lambda_identity else frozenset())
+    readers["cycle_loss"] = GAN_METHODS if args.lambda_identity else METHODS_WITH_F
     return [
         "--" + dest.replace("_", "-")
         for dest, methods in readers.items()
@@ -565,7 +567,7 @@ def cmd_train(args) -> int:
             )
     unused = unused_options(args)
     if unused:
-        readers = sorted({m for flag in unused for m in METHOD_OPTIONS.get(flag[2:].replace("-", "_"), WITH_F)})
+        readers = sorted({m for flag in unused for m in METHOD_OPTIONS.get(flag[2:].replace("-", "_"), METHODS_WITH_F)})
         raise CommandError(
             f"--method {args.method} does not use {', '.join(unused)} (only {', '.join(readers)} do); leave "
             f"{'it' if len(unused) == 1 else 'them'} out"
@@ -631,7 +633,7 @@ def cmd_bench_train(args) -> int:
     import numpy as np
     import torch
 
-    from rlcg.gan.trainer import GAN_METHODS, GanTrainConfig, RLCycleGANTrainer
+    from rlcg.gan.trainer import GanTrainConfig, RLCycleGANTrainer
     from rlcg.models.qnet import QNetConfig
     from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources
     from rlcg.sim.config import SimConfig
@@ -663,14 +665,15 @@ def cmd_bench_train(args) -> int:
             )
 
     qcfg = QNetConfig.for_world(SimConfig.load())
+    q_batch = max(GanTrainConfig().q_batch_size, args.batch_size)  # as rlcg train's defaults give
 
     def steps_per_s(method: str, device: str, **options) -> float:
         data = WeightedSources([(Synthetic(), 1.0)])
         with tempfile.TemporaryDirectory() as tmp:
-            if method == "sim-only":
-                trainer = QTOptTrainer(QTrainConfig(batch_size=args.batch_size), qcfg, data, tmp, device=device)
+            if method == "sim-only":  # at the Q batch of the GAN methods' Q-networks
+                trainer = QTOptTrainer(QTrainConfig(batch_size=q_batch), qcfg, data, tmp, device=device)
             else:
-                cfg = GanTrainConfig(method=method, batch_size=args.batch_size, **options)
+                cfg = GanTrainConfig(method=method, batch_size=args.batch_size, q_batch_size=q_batch, **options)
                 trainer = RLCycleGANTrainer(cfg, qcfg, data, data, tmp, device=device)
             for _ in range(2):  # warm-up: allocator, kernels
                 trainer.train_step()
@@ -683,7 +686,13 @@ def cmd_bench_train(args) -> int:
                 torch.cuda.synchronize()
             return args.steps / (time.perf_counter() - t0)
 
-    report: dict = {"batch_size": args.batch_size, "image_size": 64, "threads": torch.get_num_threads(), "devices": {}}
+    report: dict = {
+        "batch_size": args.batch_size,
+        "q_batch_size": q_batch,
+        "image_size": 64,
+        "threads": torch.get_num_threads(),
+        "devices": {},
+    }
     for device in devices:
         rates = {f"{m}_steps_per_s": steps_per_s(m, device) for m in ("sim-only", *GAN_METHODS)}
         if args.ablation:

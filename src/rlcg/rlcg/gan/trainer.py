@@ -43,6 +43,7 @@ from torch.func import functional_call
 from rlcg.configio import from_dict, to_dict
 from rlcg.errors import RlcgError
 from rlcg.gan import losses
+from rlcg.gan.methods import GAN_METHODS
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, ResnetGenerator, init_weights
 from rlcg.models.qnet import QNetConfig, QNetwork
 from rlcg.rl.augment import PhotometricAugment
@@ -59,9 +60,6 @@ from rlcg.rl.qtopt import (
     td_targets,
 )
 
-GAN_METHODS = ("gan", "cyclegan", "rl-cyclegan")
-Q_ONLY_METHODS = ("sim-only", "randomized-sim")
-METHODS = Q_ONLY_METHODS + GAN_METHODS
 CHECKPOINT_KIND = "rl-cyclegan"
 Q_REAL_AUGMENT = PhotometricAugment()
 SCENE_IMAGES = ("G(x)", "F(G(x))", "F(y)", "G(F(y))")  # the translations L_RL-scene's six Q-values see

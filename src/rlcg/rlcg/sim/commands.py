@@ -394,7 +394,8 @@ def cmd_bench_sim(args) -> int:
         seeds = [episode_seed(12345, i) for i in range(args.attempts * workers)]
         spec = RolloutSpec(domain=args.domain, policy="random", image_size=64)
         with EpisodeRunner(spec, workers) as runner:
-            # Warm-up: workers started, object shapes preloaded, one episode each.
+            # Warm-up: every worker started (object shapes preloaded), then an episode per worker.
+            runner.wait_ready()
             list(runner.run([episode_seed(999, i) for i in range(workers)], ordered=False))
             t0 = time.perf_counter()
             count = sum(len(ep.steps) for ep in runner.run(seeds, ordered=False))
