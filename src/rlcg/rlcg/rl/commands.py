@@ -187,18 +187,24 @@ def register_bench(bench_sub) -> None:
         "thread): the image is encoded once and all candidates scored by the head; compared in the same run with "
         "scoring every candidate by a full forward pass.",
     )
-    p.add_argument("--policy", default="default")
+    p.add_argument("--policy", default="default", help="policy checkpoint or 'default' (default: default)")
     add_cem_arg(p)
-    p.add_argument("--decisions", type=positive_int, default=200)
-    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--decisions", type=positive_int, default=200, help="timed decisions (default: 200)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: 1)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_policy)
 
-    p = bench_sub.add_parser("train-q", help="training samples per second of train-q (synthetic batches)")
-    p.add_argument("--steps", type=positive_int, default=30)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--image-size", type=image_size, default=64)
-    p.add_argument("--threads", type=positive_int, default=None)
+    p = bench_sub.add_parser(
+        "train-q",
+        help="training samples per second of train-q (synthetic batches)",
+        description="TD training samples per second of rlcg train-q's step (QT-Opt-style Q-network, Adam, "
+        "Polyak targets) on synthetic terminal transitions, after 3 warm-up steps, so that the figure "
+        "measures compute, not data loading.",
+    )
+    p.add_argument("--steps", type=positive_int, default=30, help="timed steps (default: 30)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="transitions per step (default: 64)")
+    p.add_argument("--image-size", type=image_size, default=64, help="square image size (default: 64)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_train_q)
 

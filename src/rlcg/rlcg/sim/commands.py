@@ -208,12 +208,13 @@ def register_bench(bench_sub) -> None:
         "sim",
         help="grasp attempts per second with 1 and 2 workers",
         description="Grasp attempts per second of the world at 64x64 with the random policy, with 1 and 2 "
-        "worker processes (after warm-up: shapes preloaded, workers started).",
+        "worker processes (after warm-up: every worker started with its shapes preloaded, then an episode per "
+        "worker).",
     )
     p.add_argument(
         "--attempts", type=positive_int, default=200, help="attempts per worker and measurement (default: 200)"
     )
-    p.add_argument("--domain", default="sim")
+    p.add_argument("--domain", default="sim", help="built-in domain name or a domain YAML file (default: sim)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_sim)
 
