@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rlcg.gan.methods import GAN_METHODS
+
 # The paper's Table 1 (Robot 1, real grasp success without real RL data), for orientation only:
 # their robot, objects and data differ from this benchmark's.
 PAPER_TABLE_1 = {"sim-only": 0.21, "randomized-sim": 0.37, "gan": 0.29, "cyclegan": 0.61, "rl-cyclegan": 0.70}
@@ -190,6 +192,6 @@ def write_transfer_report(out: Path, report: dict, policies: dict[str, Path], si
     success_figure(report, out / "success.png")
     if report.get("real_rl_curve"):
         curve_figure(report, out / "real_rl_curve.png")
-    gan_runs = {m: policies[m].parent for m in ("gan", "cyclegan", "rl-cyclegan") if m in policies}
+    gan_runs = {m: policies[m].parent for m in GAN_METHODS if m in policies}
     translations_figure(gan_runs, sim_dir, real_dir, out / "translations.png")
     (out / "report.md").write_text(markdown(report))

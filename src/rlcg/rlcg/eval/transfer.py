@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rlcg.errors import CommandError
+from rlcg.gan.methods import GAN_METHODS, METHODS
 from rlcg.sim.commands import nonnegative_int, positive_int
 
 EVAL_SEED = 1000
-METHOD_ORDER = ("sim-only", "randomized-sim", "gan", "cyclegan", "rl-cyclegan")
+METHOD_ORDER = METHODS  # the report's rows, in Table 1's order
 
 
 @dataclass(frozen=True)
@@ -317,7 +318,7 @@ def cmd_bench_transfer(args) -> int:
             "randomized-sim", runs / "randomized-sim", [rnd_dir], None, preset, seed, progress, init_q=given_sim_only
         ),
     }
-    for method in ("gan", "cyclegan", "rl-cyclegan"):
+    for method in GAN_METHODS:
         policies[method] = _train(method, runs / method, sim_dirs, real_dirs, preset, seed, progress, init_q=sim_only)
     log(f"training done after {time.perf_counter() - t_start:.0f} s")
 

@@ -43,7 +43,7 @@ from torch.func import functional_call
 from rlcg.configio import from_dict, to_dict
 from rlcg.errors import RlcgError
 from rlcg.gan import losses
-from rlcg.gan.methods import GAN_METHODS
+from rlcg.gan.methods import GAN_METHODS, METHODS_WITH_F
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, ResnetGenerator, init_weights
 from rlcg.models.qnet import QNetConfig, QNetwork
 from rlcg.rl.augment import PhotometricAugment
@@ -169,7 +169,7 @@ class GanTrainConfig:
 
     @property
     def uses_f(self) -> bool:
-        return self.method in ("cyclegan", "rl-cyclegan")
+        return self.method in METHODS_WITH_F
 
     @property
     def uses_q_sim(self) -> bool:
