@@ -276,7 +276,8 @@ def test_q_real_augment_option_reaches_the_gan_config_is_part_of_the_objective_a
     argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run"), "--method", "sim-only"]
     for extra in (["--q-real-augment"], ["--lambda-identity", "5"]):
         assert main([*argv, *extra]) == 2
-        assert "apply to the GAN methods" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"--method sim-only does not use {extra[0]} (only cyclegan, gan, rl-cyclegan do)" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -730,7 +731,7 @@ def test_q_real_average_option_reaches_the_gan_config_and_is_refused_where_it_do
     assert build_gan_config(parser.parse_args([]), "cyclegan", 2, 4).q_real_average_from is None
     argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
     assert main([*argv, "--method", "sim-only", "--q-real-average-from", "1"]) == 2
-    assert "--q-real-average-from applies to the GAN methods" in capsys.readouterr().err
+    assert "--method sim-only does not use --q-real-average-from" in capsys.readouterr().err
     gan = [*argv, "--method", "gan", "--real-data", str(tmp_path), "--steps", "10"]
     assert main([*gan, "--q-real-average-from", "10"]) == 2
     assert "--q-real-average-from must be a step from 0 to 9 (the run has 10)" in capsys.readouterr().err
@@ -774,7 +775,8 @@ def test_joint_q_options_reach_the_gan_config_and_are_refused_where_they_do_not_
     assert (default.q_updates_per_step, default.lr_q) == (1, GanTrainConfig().lr_q)
     argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
     assert main([*argv, "--method", "sim-only", "--q-updates-per-step", "2"]) == 2
-    assert "--q-updates-per-step apply to the GAN methods" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not use --q-updates-per-step" in err and "for Q alone use rlcg train-q --lr" in err
     for bad in ("0", "nan", "inf"):
         with pytest.raises(SystemExit):
             main([*argv, "--method", "gan", "--real-data", str(tmp_path), "--lr-q", bad])
@@ -790,7 +792,7 @@ def test_joint_q_options_reach_the_gan_config_and_are_refused_where_they_do_not_
     (source / "checkpoint" / "config.json").write_text("{}")
     gan = [*argv, "--method", "rl-cyclegan", "--real-data", str(tmp_path)]
     for extra, message in (
-        (["--method", "sim-only", "--init-run", str(source)], "--init-run applies to the GAN methods"),
+        (["--method", "sim-only", "--init-run", str(source)], "does not use --init-run (only cyclegan, gan"),
         ([*gan[len(argv) :], "--init-run", str(source), "--init-q", "default"], "leave out --init-q"),
         ([*gan[len(argv) :], "--init-run", str(tmp_path / "none")], "no GAN run checkpoint there"),
     ):

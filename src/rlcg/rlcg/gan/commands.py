@@ -469,10 +469,18 @@ def _run_writer(out: Path, step: int, monitor=None, main: bool = True):
 
 
 # Options that only some methods read: given to another method with a value other than its default, the
-# run would silently ignore them, so cmd_train refuses them. (Options with a more specific hint are
-# checked before this table in cmd_train.)
+# run would silently ignore them, so cmd_train refuses them, with the way to the same end where one exists.
 METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "real_data": GAN_METHODS,
+    "real_rl": GAN_METHODS,
+    "init_run": GAN_METHODS,
+    "lr_schedule": GAN_METHODS,
+    "lr_q": GAN_METHODS,
+    "q_updates_per_step": GAN_METHODS,
+    "q_tail_steps": GAN_METHODS,
+    "q_real_average_from": GAN_METHODS,
+    "q_real_augment": GAN_METHODS,
+    "lambda_identity": GAN_METHODS,
     "q_batch_size": GAN_METHODS,
     "gen_width": GAN_METHODS,
     "gen_blocks": GAN_METHODS,
@@ -487,6 +495,14 @@ METHOD_OPTIONS: dict[str, tuple[str, ...]] = {
     "lambda_cycle": METHODS_WITH_F,
     "lambda_rl_scene": ("rl-cyclegan",),
     "rl_scene_trains_q": ("rl-cyclegan",),
+}
+Q_ALONE_INSTEAD = {  # what a Q-only run uses instead of a GAN method's option
+    "real_rl": "to train Q on real data alone, pass it as --sim-data",
+    "init_run": "to start Q alone from a policy, use --init-q",
+    "lr_schedule": "for Q alone use rlcg train-q --lr-schedule",
+    "lr_q": "for Q alone use rlcg train-q --lr",
+    "q_updates_per_step": "for Q alone use rlcg train-q --lr",
+    "q_tail_steps": "for Q alone use rlcg train-q --lr-schedule cosine",
 }
 
 
@@ -510,16 +526,19 @@ def cmd_train(args) -> int:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
     if args.method not in GAN_METHODS:
         single_process_only(f"rlcg train --method {args.method}")
-    if args.method not in GAN_METHODS and args.real_rl:
-        raise CommandError("--real-rl applies to the GAN methods; to train Q on real data alone, pass it as --sim-data")
+    unused = unused_options(args)
+    if unused:
+        dests = [flag[2:].replace("-", "_") for flag in unused]
+        readers = sorted({m for dest in dests for m in METHOD_OPTIONS.get(dest, METHODS_WITH_F)})
+        hints = list(dict.fromkeys(Q_ALONE_INSTEAD[d] for d in dests if d in Q_ALONE_INSTEAD))
+        raise CommandError(
+            f"--method {args.method} does not use {', '.join(unused)} (only {', '.join(readers)} do); leave "
+            f"{'it' if len(unused) == 1 else 'them'} out" + "".join(f"; {h}" for h in hints)
+        )
     if args.real_rl_share != 0.5 and not args.real_rl:
         raise CommandError("--real-rl-share applies with --real-rl")
     if not 0.0 < args.real_rl_share <= 1.0:
         raise CommandError(f"--real-rl-share must be in (0, 1], got {args.real_rl_share}")
-    if args.method not in GAN_METHODS and args.lr_schedule != "constant":
-        raise CommandError(
-            f"--lr-schedule {args.lr_schedule} applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule"
-        )
     if args.lr_decay_from is not None:
         if args.lr_schedule != "linear-decay":
             raise CommandError("--lr-decay-from applies with --lr-schedule linear-decay")
@@ -528,19 +547,7 @@ def cmd_train(args) -> int:
             raise CommandError(
                 f"--lr-decay-from must be a step from 0 to {steps - 1} (--steps {steps}), got {args.lr_decay_from}"
             )
-    if args.method not in GAN_METHODS:
-        given = [
-            f
-            for f, on in (("--q-updates-per-step", args.q_updates_per_step != 1), ("--lr-q", args.lr_q is not None))
-            if on
-        ]
-        if given:
-            raise CommandError(f"{' and '.join(given)} apply to the GAN methods; for Q alone use rlcg train-q --lr")
-    if args.method not in GAN_METHODS and (args.q_real_augment or args.lambda_identity):
-        raise CommandError("--q-real-augment and --lambda-identity apply to the GAN methods (Q_real, G and F)")
     if args.init_run is not None:
-        if args.method not in GAN_METHODS:
-            raise CommandError("--init-run applies to the GAN methods; to start Q alone from a policy, use --init-q")
         if args.init_q:
             raise CommandError("--init-run already starts the Q-networks (from RUN); leave out --init-q")
         if not (Path(args.init_run) / "checkpoint" / "config.json").is_file():
@@ -552,26 +559,13 @@ def cmd_train(args) -> int:
         )
     if args.q_tail_steps < 0:
         raise CommandError(f"--q-tail-steps must be 0 or more, got {args.q_tail_steps}")
-    if args.method not in GAN_METHODS and args.q_tail_steps:
-        raise CommandError(
-            "--q-tail-steps applies to the GAN methods; for Q alone use rlcg train-q --lr-schedule cosine"
-        )
     if args.q_real_average_from is not None:
-        if args.method not in GAN_METHODS:
-            raise CommandError("--q-real-average-from applies to the GAN methods (it averages Q_real)")
         total = (args.steps or 2000) + args.q_tail_steps
         if not 0 <= args.q_real_average_from < total:
             raise CommandError(
                 f"--q-real-average-from must be a step from 0 to {total - 1} (the run has {total}), "
                 f"got {args.q_real_average_from}"
             )
-    unused = unused_options(args)
-    if unused:
-        readers = sorted({m for flag in unused for m in METHOD_OPTIONS.get(flag[2:].replace("-", "_"), METHODS_WITH_F)})
-        raise CommandError(
-            f"--method {args.method} does not use {', '.join(unused)} (only {', '.join(readers)} do); leave "
-            f"{'it' if len(unused) == 1 else 'them'} out"
-        )
     policy = train_method(
         args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
     )
