@@ -508,3 +508,64 @@ def test_a_second_message_of_a_step_rejects_its_episode(tmp_path, episodes, topi
     report, _ = check(tmp_path, bag, "extra_message", 1, [episodes[0], *episodes[2:]], ids(episodes)[1])
     assert report.rejected_episodes == 1 and len(report.problems.items) == 1
     assert f"has 2 {topic} messages" in report.problems.items[0].text
+
+
+# ----------------------------------------------------------------------------- copies of one recording
+def test_an_intact_copy_makes_up_what_a_damaged_copy_of_the_same_bag_lost(tmp_path):
+    """Two copies of one bag, one with a pixel flipped in the middle: both have the same fingerprint
+    (names, sizes, first and last 64 KiB). Ingested damaged first, the intact copy is read too, and
+    gives the lost episode and nothing twice; a third copy is then skipped unread."""
+    import shutil
+
+    from rlcg.data.ingest import bag_fingerprint
+
+    eps = real_episodes(8)
+    bag, mcap = _recorded(tmp_path / "intact", eps)
+    damaged = tmp_path / "damaged" / bag.name
+    shutil.copytree(bag, damaged)
+    data = bytearray(mcap.read_bytes())
+    pixels = data.index(eps[3].steps[0].image[32].tobytes())
+    assert 1 << 16 < pixels < len(data) - (1 << 16)  # outside what the fingerprint reads
+    data[pixels + 100] ^= 0x01
+    storage_file(damaged).write_bytes(bytes(data))
+    assert bag_fingerprint(damaged) == bag_fingerprint(bag)
+
+    out = tmp_path / "ds"
+    first = ingest([damaged], out, progress=False)
+    assert first.episodes == 7 and first.problems.counts == {"corrupt": 1}
+    second = ingest([bag], out, append=True, progress=False)
+    assert (second.episodes, second.duplicate_episodes, second.skipped_bags) == (1, 7, 0)
+    assert second.problems.counts == {"duplicate_episode": 7}
+    ds = TransitionDataset.open(out)
+    order = [*eps[:3], *eps[4:], eps[3]]
+    assert [e["episode_id"] for e in ds.episodes] == ids(order)
+    for name, value in transitions_of(order).items():
+        assert np.array_equal(np.asarray(getattr(ds, name)), value), name
+    ds.close()
+
+    shutil.copytree(bag, tmp_path / "third" / bag.name)
+    third = ingest([tmp_path / "third"], out, append=True, progress=False)
+    assert (third.episodes, third.skipped_bags) == (0, 1) and third.problems.counts == {"already_ingested": 1}
+
+
+def test_a_converted_copy_adds_nothing_and_a_second_recording_is_kept(tmp_path, episodes):
+    """The same recording in another storage format (as `ros2 bag convert` makes it) has another
+    fingerprint but the same episodes: they are skipped one by one. The same episodes recorded again,
+    at other log times, are another recording and are kept."""
+    start = 1_700_000_000_000_000_000
+    mcap_bag = write_bag(tmp_path / "a", episodes, start_ns=start)
+    db3_bag = write_bag(tmp_path / "b", episodes, storage="sqlite3", start_ns=start)
+    again = write_bag(tmp_path / "c", episodes, start_ns=start + 10**12)
+
+    report = ingest([mcap_bag, db3_bag], tmp_path / "ds", progress=False)
+    assert (report.episodes, report.duplicate_episodes, report.bags, report.skipped_bags) == (N, N, 1, 1)
+    assert report.problems.counts == {"duplicate_episode": N}
+    assert all(str(mcap_bag) in p.text and p.file == str(db3_bag) for p in report.problems.items)
+    index = read_index(tmp_path / "ds")
+    assert [s["bag"] for s in index["sources"]] == [str(mcap_bag)]
+
+    report = ingest([again], tmp_path / "ds", append=True, progress=False)
+    assert (report.episodes, report.duplicate_episodes) == (N, 0)
+    ds = TransitionDataset.open(tmp_path / "ds")
+    assert [e["episode_id"] for e in ds.episodes] == ids(episodes) * 2
+    ds.close()

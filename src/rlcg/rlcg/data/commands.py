@@ -50,8 +50,8 @@ def register(sub) -> None:
         help="turn bags into a memory-mapped transition dataset for training",
         description="Decode and check the episodes of the given bags (directories are searched for bags) "
         "and write their transitions into DATASET. Bad episodes are skipped with a warning naming the file "
-        "and episode; the rest is kept. An existing dataset is only added to with --append; bags already in "
-        "it are skipped.",
+        "and episode; the rest is kept. An existing dataset is only added to with --append; bags and "
+        "episodes already in it are skipped (a copy of a bag that lost episodes to damage is read for them).",
     )
     q.add_argument("bags", nargs="+", metavar="BAG_DIR", help="bags or directories holding bags")
     q.add_argument("--out", required=True, metavar="DATASET", help="dataset directory to create (or add to)")
@@ -133,6 +133,7 @@ def cmd_ingest(args) -> int:
         f"ingested {report.episodes} episodes ({report.transitions} transitions) from {report.bags} bag(s) "
         f"into {report.out} in {seconds:.1f} s"
         + (f"; {report.skipped_bags} bag(s) already in it skipped" if report.skipped_bags else "")
+        + (f"; {report.duplicate_episodes} episode(s) already in it skipped" if report.duplicate_episodes else "")
     )
     if report.rejected_episodes or len(report.problems):
         print(f"skipped {report.rejected_episodes} episode(s); warnings: {report.problems.summary()}")

@@ -7,6 +7,7 @@ streamed into memory-mappable shard files; memory use stays at one episode howev
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from rlcg.data.bags import Problems, find_bags, storage_files
 from rlcg.data.decode import EpisodeStream
 from rlcg.data.store import (
     DEFAULT_SHARD_BYTES,
+    EPISODES,
     DatasetError,
     EpisodeRecord,
     ShardWriter,
@@ -45,6 +47,7 @@ class IngestReport:
     bags: int = 0
     skipped_bags: int = 0  # already in the dataset
     episodes: int = 0
+    duplicate_episodes: int = 0  # already in the dataset, or read twice in this run
     transitions: int = 0
     rejected_episodes: int = 0
     bag_bytes: int = 0
@@ -57,12 +60,45 @@ class IngestReport:
             "bags": self.bags,
             "skipped_bags": self.skipped_bags,
             "episodes": self.episodes,
+            "duplicate_episodes": self.duplicate_episodes,
             "transitions": self.transitions,
             "rejected_episodes": self.rejected_episodes,
             "bag_bytes": self.bag_bytes,
             "shards": self.shards,
             "problems": self.problems.counts,
         }
+
+
+# A bag read with no other problem than these gave every episode it holds: another copy of it is
+# skipped unread. After any other problem (a damaged chunk, a cut file, a bad episode) the copy is
+# read, and its episodes that the dataset lacks are taken: an intact copy can make up what a damaged
+# one lost.
+LOSSLESS_PROBLEMS = frozenset({"converted_encoding", "duplicate_timestamp"})
+
+
+def read_whole(source: dict) -> bool:
+    """Whether the bag of a dataset ``source`` record gave all its episodes when it was ingested."""
+    return not source.get("rejected") and set(source.get("problems", {})) <= LOSSLESS_PROBLEMS
+
+
+def episode_key(episode_id: str, policy: str, start_ns: int, end_ns: int) -> tuple[str, str, int, int]:
+    """What makes two episodes one recording: copies and conversions of a bag keep the id, policy and
+    log times; separate recordings differ in their log times (the recorder's clock)."""
+    return (str(episode_id), str(policy), int(start_ns), int(end_ns))
+
+
+def dataset_episode_keys(root: Path, index: dict) -> dict[tuple[str, str, int, int], str]:
+    """The episode keys of an ingested dataset, each with the bag it came from."""
+    keys = {}
+    for shard in index["shards"]:
+        path = Path(root) / shard["name"] / EPISODES
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"{path}: {exc}") from exc
+        for r in records:
+            keys[episode_key(r["episode_id"], r["policy"], r["start_ns"], r["end_ns"])] = r["bag"]
+    return keys
 
 
 def bag_fingerprint(bag: Path, files: list[Path] | None = None) -> str:
@@ -125,7 +161,8 @@ def ingest(
         out.mkdir(parents=True, exist_ok=True)
         index = new_index(image_size)
 
-    known = {s["fingerprint"]: s["bag"] for s in index["sources"]}
+    known = {s["fingerprint"]: s for s in index["sources"]}
+    seen = dataset_episode_keys(out, index)
     size = tuple(index["image_size"]) if index["image_size"] else None
     domains: list[str] = list(index["domains"])
     episodes_total = int(index["episodes"])
@@ -145,19 +182,30 @@ def ingest(
                 report.bags += 1
                 continue
             fingerprint = bag_fingerprint(bag, files[bag])
-            if fingerprint in known:
+            if fingerprint in known and read_whole(known[fingerprint]):
                 report.skipped_bags += 1
                 report.problems.add(
-                    "already_ingested", bag, "", f"skipped: the same bag is in the dataset ({known[fingerprint]})"
+                    "already_ingested",
+                    bag,
+                    "",
+                    f"skipped: the same bag is in the dataset ({known[fingerprint]['bag']})",
                 )
                 bar.update(sum(f.stat().st_size for f in files[bag]))
                 continue
             before = len(report.problems)
             stream = EpisodeStream(bag, report.problems, image_size=size, files=files[bag])
             source = {"bag": str(bag), "fingerprint": fingerprint, "episodes": 0, "transitions": 0, "rejected": 0}
-            done_bytes = 0
+            done_bytes, duplicates = 0, 0
             for ep in stream:
                 size = stream.image_size
+                key = episode_key(ep.episode_id, ep.policy, ep.start_ns, ep.end_ns)
+                if key in seen:
+                    duplicates += 1
+                    report.problems.add(
+                        "duplicate_episode", bag, ep.episode_id, f"skipped: the same recording is in {seen[key]}"
+                    )
+                    continue
+                seen[key] = str(bag)
                 if writer is None:
                     writer = ShardWriter(
                         out, next_shard_name(out, index | {"shards": index["shards"] + new_shards}), size, fsync
@@ -189,15 +237,20 @@ def ingest(
                 bar.update(stream.reader.bytes_read - done_bytes)
                 done_bytes = stream.reader.bytes_read
             bar.update(stream.reader.total_bytes - done_bytes)
+            report.duplicate_episodes += duplicates
+            report.rejected_episodes += stream.rejected
+            if duplicates and not source["episodes"]:  # a copy that adds nothing is not a source
+                report.skipped_bags += 1
+                continue
             source["rejected"] = stream.rejected
             source["problems"] = Problems(report.problems.items[before:]).counts
+            source["problems"].pop("duplicate_episode", None)  # not a loss: the episodes are in the dataset
             new_sources.append(source)
-            known[fingerprint] = str(bag)
+            known[fingerprint] = source
             report.bags += 1
             report.bag_bytes += stream.reader.total_bytes
             report.episodes += source["episodes"]
             report.transitions += source["transitions"]
-            report.rejected_episodes += stream.rejected
         if writer is not None:
             new_shards.append(writer.close())
             writer = None
