@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from rlcg.errors import RlcgError
 from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rlcg.rl.policy import LearnedPolicy, load_policy, save_policy
+from rlcg.rl.policy import LearnedPolicy, load_policy, policy_config, save_policy
 from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources, learning_rate, td_loss, td_targets
 from rlcg.sim.config import WorkspaceBounds
 
@@ -202,6 +203,46 @@ def test_pickles_and_broken_checkpoints_are_refused(tmp_path):
     other = save_checkpoint(tmp_path / "g", "rl-cyclegan", {}, {"w": torch.zeros(1)})
     with pytest.raises(CheckpointError, match="expected 'q-policy'"):
         load_policy(other)
+
+
+def test_a_bit_flipped_in_saved_weights_is_found_by_the_recorded_sha256(tmp_path):
+    """safetensors keeps no checksum: a flipped bit in a weight parses as a changed weight. The
+    SHA-256 that config.json records is what finds it, in the weights and in the training state."""
+    from safetensors.torch import load as parse_safetensors
+
+    net = QNetwork(QNetConfig())
+    state = {"step": 3, "moments": torch.arange(64.0)}
+    ckpt = save_checkpoint(tmp_path / "c", "q-policy", policy_config(net, CEMConfig()), net.state_dict(), state)
+    meta = json.loads((ckpt / "config.json").read_text())
+    assert set(meta["sha256"]) == set(meta["files"].values())
+    for role in ("weights", "train_state"):
+        file = ckpt / meta["files"][role]
+        good = file.read_bytes()
+        data = bytearray(good)
+        data[len(data) - 5] ^= 0x10  # inside the last tensor's bytes, past the header
+        file.write_bytes(bytes(data))
+        assert parse_safetensors(bytes(data)).keys() == parse_safetensors(good).keys()  # parses "fine"
+        with pytest.raises(CheckpointError, match="SHA-256"):
+            load_checkpoint(ckpt, with_train_state=True)
+        if role == "weights":
+            with pytest.raises(CheckpointError, match="SHA-256"):
+                load_policy(ckpt)
+        file.write_bytes(good)
+    _, weights, loaded = load_checkpoint(ckpt, with_train_state=True)
+    assert loaded["step"] == 3 and torch.equal(loaded["moments"], state["moments"])
+    assert all(torch.equal(weights[k], v) for k, v in net.state_dict().items())
+    del meta["sha256"]  # saved before the hashes were recorded: loads unchecked
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    load_policy(ckpt)
+
+
+def test_the_shipped_default_policy_records_its_weights_sha256():
+    from rlcg.rl.checkpoint import read_checkpoint_meta
+    from rlcg.rl.policy import default_policy_path
+
+    path, meta = read_checkpoint_meta(default_policy_path())
+    weights = path / meta["files"]["weights"]
+    assert meta["sha256"] == {weights.name: hashlib.sha256(weights.read_bytes()).hexdigest()}
 
 
 def test_weights_that_lack_a_tensor_of_the_network_are_refused(tmp_path):

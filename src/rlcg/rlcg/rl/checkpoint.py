@@ -7,10 +7,15 @@ until the next one, so that a reader who parsed the old ``config.json`` still fi
 Only files of saves are ever deleted: those an earlier ``config.json`` named, and files under the
 names saves give (``model-<tag>.safetensors``, ``train-<tag>.safetensors``) that no ``config.json``
 names, left by a save killed before it replaced ``config.json``; never other files in the directory.
+
+``config.json`` also records each file's SHA-256 (``sha256``), and loading checks it: safetensors has
+no checksum of its own, so a bit flipped on disk would otherwise load as a changed weight. Checkpoints
+saved before the hashes were recorded load without the check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from rlcg.errors import RlcgError
 
@@ -97,14 +102,19 @@ def save_checkpoint(
     tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config}
     files = {"weights": f"model-{tag}.safetensors"}
-    _save_tensors(path / files["weights"], {k: v.detach().cpu().contiguous() for k, v in weights.items()})
+    digests = {
+        files["weights"]: _save_tensors(
+            path / files["weights"], {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+        )
+    }
     if train_state is not None:
         tensors: dict[str, torch.Tensor] = {}
         tree = flatten_state(train_state, "s", tensors)
         files["train_state"] = f"train-{tag}.safetensors"
-        _save_tensors(path / files["train_state"], tensors)
+        digests[files["train_state"]] = _save_tensors(path / files["train_state"], tensors)
         meta["train_state"] = tree
     meta["files"] = files
+    meta["sha256"] = digests
     meta["previous_files"] = sorted(previous[0])
     tmp = path / f".config-{tag}.json"
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -133,11 +143,16 @@ def _named_files(path: Path) -> tuple[set[str], set[str]]:
     return current & safe, before & safe
 
 
-def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> None:
+def _save_tensors(file: Path, tensors: dict[str, torch.Tensor]) -> str:
+    """Write ``tensors`` to ``file`` atomically; returns the file's SHA-256 (hex)."""
+    data = save(tensors)
     tmp = file.with_name(f".{file.name}.tmp")
-    save_file(tensors, str(tmp))
-    _fsync(tmp)
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, file)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _fsync(file: Path) -> None:
@@ -184,10 +199,11 @@ def load_checkpoint(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], Any]:
     """(config, weights, train_state or None) of a checkpoint directory."""
     path, meta = read_checkpoint_meta(path, kind)
-    weights = _load_tensors(path / meta["files"]["weights"])
+    digests = meta.get("sha256") if isinstance(meta.get("sha256"), dict) else {}
+    weights = _load_tensors(path / meta["files"]["weights"], digests)
     train_state = None
     if with_train_state and "train_state" in meta["files"]:
-        tensors = _load_tensors(path / str(meta["files"]["train_state"]))
+        tensors = _load_tensors(path / str(meta["files"]["train_state"]), digests)
         try:
             train_state = unflatten_state(meta["train_state"], tensors)
         except (KeyError, TypeError) as exc:
@@ -195,10 +211,17 @@ def load_checkpoint(
     return meta["config"], weights, train_state
 
 
-def _load_tensors(file: Path) -> dict[str, torch.Tensor]:
+def _load_tensors(file: Path, digests: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The tensors of ``file``, after checking its SHA-256 against ``digests`` (when it is listed)."""
     if not file.is_file():
         raise CheckpointError(f"{file}: weights file named by config.json is missing")
+    data = file.read_bytes()
+    want = digests.get(file.name)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise CheckpointError(
+            f"{file}: damaged: its SHA-256 differs from the one config.json recorded when it was saved"
+        )
     try:
-        return load_file(str(file))
+        return load(data)
     except Exception as exc:  # noqa: BLE001 - safetensors raises several error types for bad files
         raise CheckpointError(f"{file}: not a readable safetensors file ({exc})") from exc
