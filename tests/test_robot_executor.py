@@ -184,8 +184,8 @@ def test_planning_failure_aborts_without_further_motion():
 
 def test_busy_executor_refuses_a_second_goal():
     ex = GraspExecutor(RecordingBackend(), SETTINGS)
-    ex.busy = True
-    assert ex.execute(goal()).rejected
+    ex._running.acquire()  # another goal is running
+    assert ex.execute(goal()).rejected and not ex.backend.moved
 
 
 def test_executor_is_busy_while_a_grasp_runs_and_free_after():
@@ -277,8 +277,107 @@ def test_cancel_during_release_or_home_stops_before_going_home(cancel_before):
         ({"success_min_opening": float("nan")}, "success_min_opening"),
         ({"success_open_margin": -0.001}, "success_open_margin"),
         ({"grasp_z": float("nan")}, "grasp_z"),
+        ({"fingertip_length": -0.01}, "fingertip_length"),
+        ({"min_fingertip_z": float("nan")}, "min_fingertip_z"),
+        ({"min_fingertip_z": 0.0, "box_z": [0.05, 0.45]}, "lowest grasp"),
+        ({"max_goal_age_s": float("inf")}, "max_goal_age_s"),
     ],
 )
 def test_bad_settings_are_config_errors(params, match):
     with pytest.raises(ConfigError, match=match):
         settings_from_params(ExecutorSettings, params)
+
+
+# ----------------------------------------------------------------------------- found by the robot audit
+@pytest.mark.parametrize("z_offset", [-0.02, -0.01, -0.005, 0.0, 0.03])
+def test_the_fingertips_never_go_below_the_floor_limit(z_offset):
+    """The fingertips reach 15 mm below the TCP. A deep grasp stops with them at min_fingertip_z
+    (the bin floor + 5 mm), as the simulated descent stops at contact; a shallow one is unchanged."""
+    b = RecordingBackend()
+    result = GraspExecutor(b, SETTINGS).execute(goal(z_offset=z_offset))
+    lowest = min(c[2][2] for c in b.calls if c[0] == "move")
+    assert lowest - SETTINGS.fingertip_length >= SETTINGS.min_fingertip_z - 1e-9
+    asked = SETTINGS.grasp_z + z_offset
+    assert lowest == pytest.approx(max(asked, SETTINGS.min_fingertip_z + SETTINGS.fingertip_length))
+    assert ("stopped at min_fingertip_z" in result.message) == (asked - SETTINGS.fingertip_length < 0.025 - 1e-9)
+
+
+def test_yaw_is_folded_into_the_grippers_half_turn():
+    """A parallel-jaw grasp turned by pi is the same grasp: the wrist is sent the turn within +-pi/2."""
+    for yaw, folded in [
+        (3.0, 3.0 - math.pi),
+        (-1.7, math.pi - 1.7),
+        (0.3, 0.3),
+        (math.pi / 2 + 0.01, 0.01 - math.pi / 2),
+    ]:
+        plan = plan_grasp(GraspGoal.from_msg(goal(yaw=yaw)), SETTINGS)
+        assert plan.yaw == pytest.approx(folded) and -math.pi / 2 <= plan.yaw < math.pi / 2
+
+
+def test_goals_stamped_too_long_ago_unstamped_or_in_the_future_are_rejected():
+    """With the node's clock, the goal's stamp (its image's time) must be recent; nothing moves otherwise."""
+    stamped = 1_700_000_000 * 10**9
+
+    def stamped_goal(stamp_ns):
+        g = goal()
+        g.grasp.header.stamp.sec, g.grasp.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+        return g
+
+    for now, stamp, match in [
+        (stamped + 3 * 10**9, stamped, "stamped 3.000 s ago"),
+        (stamped, 0, "no header stamp"),
+        (stamped, stamped + 10**9, "in the future"),
+    ]:
+        b = RecordingBackend()
+        result = GraspExecutor(b, SETTINGS, clock=lambda now=now: now).execute(stamped_goal(stamp))
+        assert result.rejected and match in result.message and not b.moved
+    b = RecordingBackend()
+    assert GraspExecutor(b, SETTINGS, clock=lambda: stamped + 10**9).execute(stamped_goal(stamped)).success
+    unchecked = ExecutorSettings(max_goal_age_s=0.0)
+    assert GraspExecutor(RecordingBackend(), unchecked, clock=lambda: stamped).execute(stamped_goal(0)).success
+
+
+def test_two_goals_racing_never_both_move_the_arm():
+    """moveit_executor_node runs goals on several threads: the second, arriving while the first is
+    inside its approach, is refused without moving anything."""
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+    moves: list[str] = []
+
+    class SlowBackend(RecordingBackend):
+        def move_to_pose(self, wp, settings):
+            moves.append(threading.current_thread().name)
+            inside.set()
+            release.wait(5)
+            super().move_to_pose(wp, settings)
+
+    ex = GraspExecutor(SlowBackend(), SETTINGS)
+    results: dict[str, GraspResult] = {}
+    first = threading.Thread(target=lambda: results.update(first=ex.execute(goal())), name="first")
+    first.start()
+    assert inside.wait(5)
+    second = threading.Thread(target=lambda: results.update(second=ex.execute(goal(x=0.5))), name="second")
+    second.start()
+    second.join(5)
+    release.set()
+    first.join(5)
+    assert results["second"].rejected and "busy" in results["second"].message
+    assert results["first"].success and set(moves) == {"first"}
+
+
+def test_a_motion_stopped_for_a_cancel_is_reported_canceled_not_aborted():
+    """The node calls stop() when a cancel arrives; MoveIt's execution then fails. That failure is
+    the cancel, and the goal ends canceled."""
+    canceled: list[bool] = []
+
+    class StoppedMidMotion(RecordingBackend):
+        def move_to_pose(self, wp, settings):
+            if wp.stage == "descend":
+                canceled.append(True)  # the cancel arrives, the node stops the motion
+                raise MotionError("trajectory execution failed: PREEMPTED")
+            super().move_to_pose(wp, settings)
+
+    b = StoppedMidMotion()
+    result = GraspExecutor(b, SETTINGS).execute(goal(), cancel_requested=lambda: bool(canceled))
+    assert result.canceled and not result.aborted and result.stage == "descend" and b.stopped

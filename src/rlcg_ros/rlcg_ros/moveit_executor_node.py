@@ -18,7 +18,7 @@ from rclpy.node import Node
 
 from rlcg.robot.executor import ExecutorSettings, GoalRejected, GraspExecutor, MotionError, Waypoint
 from rlcg_interfaces.action import ExecuteGrasp
-from rlcg_ros.node_util import declare_settings, run
+from rlcg_ros.node_util import declare_settings, now_ns, run
 
 
 class MoveItBackend:
@@ -134,14 +134,16 @@ class MoveItExecutorNode(Node):
         backend = MoveItBackend(
             self, self.settings, self.settings.gripper_action, self.settings.gripper_position_per_width
         )
-        self.executor_core = GraspExecutor(backend, self.settings)
+        # The node's clock (sim time under use_sim_time) is the one the policy stamps its goals on.
+        self.executor_core = GraspExecutor(backend, self.settings, clock=lambda: now_ns(self))
+        self._stopping = threading.Event()  # a cancel stopped the running motion
         self.server = ActionServer(
             self,
             ExecuteGrasp,
             action_name,
             execute_callback=self._execute,
             goal_callback=self._on_goal,
-            cancel_callback=lambda handle: CancelResponse.ACCEPT,
+            cancel_callback=self._on_cancel,
             callback_group=ReentrantCallbackGroup(),
         )
         s = self.settings
@@ -161,13 +163,26 @@ class MoveItExecutorNode(Node):
             return GoalResponse.REJECT
         return GoalResponse.ACCEPT
 
+    def _on_cancel(self, handle) -> CancelResponse:
+        # Stop the motion now: MoveItPy's execute() blocks until its trajectory ends and never looks
+        # at the cancel. The stopped motion fails, and the executor reports the goal canceled.
+        # The flag is set first: rclpy marks the handle canceled only after this returns, and the
+        # executing thread must not mistake the stopped motion for a failure in between.
+        if self.executor_core.busy:
+            self._stopping.set()
+            self.executor_core.backend.stop()
+        return CancelResponse.ACCEPT
+
     def _execute(self, handle) -> ExecuteGrasp.Result:
         def feedback(stage: str) -> None:
             msg = ExecuteGrasp.Feedback()
             msg.stage = stage
             handle.publish_feedback(msg)
 
-        result = self.executor_core.execute(handle.request, feedback, lambda: handle.is_cancel_requested)
+        self._stopping.clear()
+        result = self.executor_core.execute(
+            handle.request, feedback, lambda: handle.is_cancel_requested or self._stopping.is_set()
+        )
         if result.canceled:
             handle.canceled()
         elif result.rejected or result.aborted:

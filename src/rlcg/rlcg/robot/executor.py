@@ -2,21 +2,29 @@
 
 A goal (rlcg_interfaces/action/ExecuteGrasp) is a grasp in the robot base frame: position x, y,
 orientation = yaw about z, and a height offset; the pose's z is ignored, the TCP goes to
-``grasp_z + z_offset`` pointing straight down. Before anything moves, every waypoint (pre-grasp
-above the target, the grasp, the lift) is checked against the configured workspace box, the
-orientation must be a rotation about z, and the frame must be the base frame: a goal that fails
-any check is rejected and the robot never moves.
+``grasp_z + z_offset`` pointing straight down, but never so low that the fingertips (which reach
+``fingertip_length`` below the TCP) pass ``min_fingertip_z``: a deeper grasp stops there, as the
+simulated descent stops at contact, since a straight-line descent on the robot has no contact stop.
+The yaw is folded into [-pi/2, pi/2] (the parallel gripper is symmetric), so the wrist never turns
+further than the policy's own range. Before anything moves, every waypoint (pre-grasp above the
+target, the grasp, the lift) is checked against the configured workspace box, the orientation must
+be a rotation about z, the frame must be the base frame, and the goal's stamp (the time of the image
+the grasp was chosen on) must be at most ``max_goal_age_s`` old: a goal that fails any check is
+rejected and the robot never moves.
 
 Stages (the action's feedback): approach (open the gripper, free-space motion to the pre-grasp)
 -> descend (Cartesian) -> close -> lift (Cartesian) -> check -> home (release the object back into
 the bin, go to the home joints). Success is read from the gripper opening after the lift: fingers
 that stopped between fully closed and fully open hold something. A cancel request is honoured
-between stages and, through ``MotionBackend.stop``, during a motion.
+between stages and, through ``MotionBackend.stop``, during a motion (the node calls ``stop`` when
+the cancel arrives; the motion that fails because of it is reported canceled, not aborted). One
+goal runs at a time: ``execute`` takes a lock, so two goals racing never both move the arm.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -58,6 +66,10 @@ class ExecutorSettings:
     box_z: list[float] = field(default_factory=lambda: [0.01, 0.45])
     z_offset_limits: list[float] = field(default_factory=lambda: [-0.02, 0.08])
     grasp_z: float = 0.04  # TCP height of a grasp at z_offset 0, base frame (bin floor + grasp depth)
+    fingertip_length: float = 0.015  # how far the fingertips reach below the TCP (urdf/rlcg_tool.xacro)
+    min_fingertip_z: float = 0.025  # the fingertips never go lower: bin floor top (0.02) + 5 mm
+    max_goal_age_s: float = 2.0  # a goal stamped longer ago than this is rejected; 0: unchecked
+    max_clock_skew_s: float = 0.05  # a goal stamped later than now by more than this is rejected
     max_tilt_deg: float = 5.0  # largest tilt of the goal orientation's z axis (it must be a yaw about z)
     approach_height: float = 0.15  # pre-grasp this far above the grasp (m)
     lift_height: float = 0.20
@@ -107,6 +119,16 @@ class ExecutorSettings:
         check_range("success_min_opening", self.success_min_opening, 0.0, self.gripper_open_width)
         check_range("success_open_margin", self.success_open_margin, 0.0, self.gripper_open_width)
         check_range("grasp_z", self.grasp_z, -2.0, 2.0)  # a TCP height in the base frame, in metres
+        check_range("fingertip_length", self.fingertip_length, 0.0, 0.5)
+        check_range("min_fingertip_z", self.min_fingertip_z, -2.0, 2.0)
+        check_range("max_goal_age_s", self.max_goal_age_s, 0.0, 3600.0)
+        check_range("max_clock_skew_s", self.max_clock_skew_s, 0.0, 10.0)
+        lowest_tcp = self.min_fingertip_z + self.fingertip_length
+        if not self.box_z[0] - 1e-9 <= lowest_tcp <= self.box_z[1] + 1e-9:
+            raise ConfigError(
+                f"the lowest grasp (TCP at min_fingertip_z + fingertip_length = {lowest_tcp:.4f} m) is outside "
+                f"box_z {list(self.box_z)}"
+            )
         if len(self.home_joints) not in (0, 7):
             raise ConfigError("home_joints needs 7 values (or none to skip going home)")
         if not all(math.isfinite(v) and abs(v) <= 2 * math.pi for v in self.home_joints):
@@ -163,6 +185,7 @@ class GraspPlan:
     pre_grasp: Waypoint
     grasp: Waypoint
     lift: Waypoint
+    held_above_floor: bool = False  # the asked-for depth would have put the fingertips below min_fingertip_z
 
 
 @dataclass
@@ -214,9 +237,12 @@ def plan_grasp(goal: GraspGoal, settings: ExecutorSettings) -> GraspPlan:
         yaw = messages.yaw_of_quaternion(goal.quaternion, math.radians(settings.max_tilt_deg))
     except messages.MessageError as exc:
         raise GoalRejected(str(exc)) from None
+    yaw = fold_yaw(yaw)
     # The TCP always points straight down, turned by the goal's yaw.
     quat = np.array(quat_from_matrix(messages.tcp_rotation(yaw)))
-    grasp = np.array([goal.position[0], goal.position[1], settings.grasp_z + goal.z_offset])
+    lowest = settings.min_fingertip_z + settings.fingertip_length
+    depth = settings.grasp_z + goal.z_offset
+    grasp = np.array([goal.position[0], goal.position[1], max(depth, lowest)])
     points = {
         "grasp": grasp,
         "pre_grasp": grasp + np.array([0.0, 0.0, settings.approach_height]),
@@ -229,13 +255,38 @@ def plan_grasp(goal: GraspGoal, settings: ExecutorSettings) -> GraspPlan:
                     f"{name} waypoint {axis}={value:.4f} m is outside the workspace box [{a}, {b}] "
                     f"(frame {settings.base_frame}); nothing moved"
                 )
+    for name, p in points.items():  # what the box leaves to chance: the fingers below the TCP
+        if p[2] - settings.fingertip_length < settings.min_fingertip_z - 1e-9:
+            raise GoalRejected(f"{name} waypoint puts the fingertips below min_fingertip_z; nothing moved")
     return GraspPlan(
         goal=goal,
         yaw=yaw,
         pre_grasp=Waypoint("approach", points["pre_grasp"], quat, cartesian=False),
         grasp=Waypoint("descend", points["grasp"], quat, cartesian=True),
         lift=Waypoint("lift", points["lift"], quat, cartesian=True),
+        held_above_floor=depth < lowest - 1e-9,
     )
+
+
+def fold_yaw(yaw: float) -> float:
+    """The same parallel-jaw grasp with the yaw in [-pi/2, pi/2): turned by pi it is unchanged."""
+    return (yaw + math.pi / 2) % math.pi - math.pi / 2
+
+
+def check_goal_age(goal: GraspGoal, now_ns: int, settings: ExecutorSettings) -> None:
+    """GoalRejected unless the goal's stamp is recent on the executor's clock (``max_goal_age_s`` 0: no check)."""
+    if settings.max_goal_age_s <= 0:
+        return
+    if goal.stamp_ns <= 0:
+        raise GoalRejected(
+            "the grasp pose has no header stamp; stamp it with the time of the image it was chosen on "
+            "(or set max_goal_age_s to 0)"
+        )
+    age = (now_ns - goal.stamp_ns) / 1e9
+    if age > settings.max_goal_age_s:
+        raise GoalRejected(f"the grasp pose is stamped {age:.3f} s ago (max_goal_age_s {settings.max_goal_age_s})")
+    if -age > settings.max_clock_skew_s:
+        raise GoalRejected(f"the grasp pose is stamped {-age:.3f} s in the future: check the clocks (use_sim_time?)")
 
 
 def holds_object(opening: float, settings: ExecutorSettings) -> bool:
@@ -250,14 +301,25 @@ def holds_object(opening: float, settings: ExecutorSettings) -> bool:
 class GraspExecutor:
     """Runs one goal at a time through a MotionBackend, reporting stages through ``feedback``."""
 
-    def __init__(self, backend: MotionBackend, settings: ExecutorSettings):
+    def __init__(self, backend: MotionBackend, settings: ExecutorSettings, clock: Callable[[], int] | None = None):
+        """``clock`` gives now in ns on the clock that stamps the goals (the node's); without it
+        goals' ages are not checked."""
         self.backend = backend
         self.settings = settings
-        self.busy = False
+        self.clock = clock
+        self._running = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._running.locked()
 
     def check(self, goal_msg: Any) -> GraspPlan:
         """Goal acceptance: GoalRejected if the goal must not run (the node rejects it)."""
-        return plan_grasp(GraspGoal.from_msg(goal_msg), self.settings)
+        goal = GraspGoal.from_msg(goal_msg)
+        plan = plan_grasp(goal, self.settings)
+        if self.clock is not None:
+            check_goal_age(goal, self.clock(), self.settings)
+        return plan
 
     def execute(
         self,
@@ -265,13 +327,12 @@ class GraspExecutor:
         feedback: Callable[[str], None] = lambda stage: None,
         cancel_requested: Callable[[], bool] = lambda: False,
     ) -> GraspResult:
-        if self.busy:
+        if not self._running.acquire(blocking=False):
             return GraspResult(False, 0.0, "executor busy with another goal", stage="validate", rejected=True)
-        self.busy = True
         try:
             return self._execute(goal_msg, feedback, cancel_requested)
         finally:
-            self.busy = False
+            self._running.release()
 
     def _execute(self, goal_msg, feedback, cancel_requested) -> GraspResult:
         s = self.settings
@@ -315,6 +376,8 @@ class GraspExecutor:
                 if success
                 else f"nothing held after the lift (gripper opening {opening * 1000:.1f} mm)"
             )
+            if plan.held_above_floor:
+                message += "; the descent stopped at min_fingertip_z"
             # Release and home are tidying up: a cancel now still reports the measured outcome.
             tidy: list[Callable[[], Any]] = []
             if s.release_after_lift:
@@ -336,6 +399,8 @@ class GraspExecutor:
         except Canceled:
             return self._canceled(stage)
         except MotionError as exc:
+            if cancel_requested():  # the node stopped the motion for the cancel: that is why it failed
+                return self._canceled(stage)
             b.stop()
             return GraspResult(False, 0.0, f"{stage} failed: {exc}", stage, aborted=True)
 
