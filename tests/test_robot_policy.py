@@ -167,7 +167,7 @@ def test_after_the_clock_goes_back_only_the_new_timeline_s_images_are_acted_on()
     r.decide(T0 + int(0.1 * S))
     r.abandon("goal rejected", T0 + S)
     # the simulator restarts: its clock, and the camera's stamps, begin again at 100 s
-    with pytest.raises(StaleImageError, match="future"):  # the last image of the old timeline
+    with pytest.raises(StaleImageError, match="no camera image"):  # the old timeline's last image is dropped
         r.decide(100 * S)
     r.on_image_cdr(image_cdr(100 * S, seed=1))
     d = r.decide(100 * S + int(0.1 * S))
@@ -358,3 +358,66 @@ def test_random_model_needs_no_checkpoint():
 
 def test_checkpoint_config_is_json(tiny_checkpoint):
     assert json.loads((tiny_checkpoint / "config.json").read_text())
+
+
+# ----------------------------------------------------------------------------- found by the robot audit
+RESULT = type("R", (), {"success": True, "lifted_height": 0.1, "message": ""})()
+
+
+def test_a_frame_taken_during_the_grasp_is_not_acted_on_after_a_small_backward_clock_step():
+    """The goal is given up at T0 + 1 s; the newest frame was taken at T0 + 0.95 s, during the grasp.
+    The clock then steps back 0.1 s (more than the allowed skew): that frame, and the one already
+    acted on, must not be acted on."""
+    r = runner_for()
+    r.on_image_cdr(image_cdr(T0))
+    r.start_episode(r.decide(T0 + int(0.05 * S)))
+    r.on_image_cdr(image_cdr(T0 + int(0.95 * S), seed=1))
+    r.abandon("aborted", T0 + S)
+    with pytest.raises(StaleImageError, match="no camera image"):
+        r.decide(T0 + int(0.9 * S))
+    r.on_image_cdr(image_cdr(T0 + int(0.92 * S), seed=2))  # the first frame after the jump
+    assert r.decide(T0 + int(0.93 * S)).image.stamp_ns == T0 + int(0.92 * S)
+
+
+def test_a_goal_without_a_result_is_given_up_and_its_late_result_closes_nothing():
+    r = runner_for(max_execution_s=60.0)
+    r.on_image_cdr(image_cdr(T0))
+    first = r.decide(T0 + 1)
+    r.start_episode(first)
+    assert not r.overdue(T0 + 59 * S) and r.overdue(T0 + 61 * S)
+    r.abandon("no result", T0 + 61 * S)
+    r.on_image_cdr(image_cdr(T0 + 62 * S, seed=1))
+    second = r.decide(T0 + 62 * S + 1)
+    r.start_episode(second)
+    with pytest.raises(RlcgError, match="arrived during episode"):
+        r.on_result(RESULT, T0 + 63 * S, episode_id=first.episode_id)
+    assert r.state == RunnerState.EXECUTING and r.pending is second and second.result is None
+    assert r.overdue(T0)  # the clock went back past the goal's start: it would wait forever
+    r.on_result(RESULT, T0 + 64 * S, episode_id=second.episode_id)
+    assert r.state == RunnerState.AWAITING_NEXT_IMAGE
+
+
+def test_a_clock_reset_while_awaiting_the_image_after_the_grasp_still_closes_the_episode():
+    r = runner_for(next_image_timeout_s=10.0)
+    r.on_image_cdr(image_cdr(T0))
+    r.start_episode(r.decide(T0 + 1))
+    r.on_result(RESULT, T0 + S)
+    r.on_image_cdr(image_cdr(5 * S, seed=1))  # the simulator restarted: its clock begins again
+    out = r.finish_if_ready(5 * S)
+    assert [m.topic for m in out] == [topics.OUTCOME] and r.state == RunnerState.IDLE
+
+
+def test_camera_info_of_another_size_or_frame_is_not_recorded_with_the_episode():
+    r = runner_for()
+    for info, recorded in [
+        (CameraIntrinsics(1280, 720, 900, 900, 640, 360), False),
+        (CameraIntrinsics(64, 64, 90, 90, 32, 32, frame_id="other_camera"), False),
+        (CameraIntrinsics(64, 64, 90, 90, 32, 32), True),
+    ]:
+        r.state = RunnerState.IDLE
+        r.on_camera_info_cdr(messages.serialize(messages.camera_info_msg(info, T0)))
+        r.on_image_cdr(image_cdr(T0 + S))
+        r.last_used_stamp_ns = -1
+        d = r.decide(T0 + S + 1)
+        assert (d.camera is not None) == recorded
+        assert (topics.CAMERA_INFO in [m.topic for m in r.start_episode(d)]) == recorded

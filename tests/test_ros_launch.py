@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlcg.robot.executor import ExecutorSettings
-from rlcg.robot.params import param_defaults, read_node_params, settings_from_params
+from rlcg.robot.params import misspelled_parameters, param_defaults, read_node_params, settings_from_params
 from rlcg.robot.policy_runner import PolicyNodeSettings
 from rlcg.robot.recorder_core import RecorderNodeSettings
 from rlcg.robot.sim_node import SimNodeSettings
@@ -110,8 +110,10 @@ def test_parameter_files_of_namespaced_nodes_match_them_in_any_namespace():
 
     launch = (ROOT / "launch" / "moveit_executor.launch.py").read_text()
     assert 'executable="moveit_executor_node",\n            namespace=robot_name' in launch
-    keys = set(yaml.safe_load((ROOT / "config" / "moveit_executor_node.yaml").read_text()))
-    assert keys == {"/**/moveit_executor_node"}
+    for node in ("moveit_executor_node", "policy_node", "recorder_node", "pybullet_sim_node"):
+        # started in a namespace, a file keyed by the bare name would be dropped without a word
+        keys = set(yaml.safe_load((ROOT / "config" / f"{node}.yaml").read_text()))
+        assert keys == {f"/**/{node}"}, node
     gripper = yaml.safe_load((ROOT / "config" / "gripper_controllers.yaml").read_text())
     # the controller spawner (--param-file) reads the controller's type from its own entry
     controller = gripper["/**/gripper_controller"]["ros__parameters"]
@@ -141,3 +143,32 @@ def test_train_strips_ros_arguments():
     spec.loader.exec_module(train)
     argv = ["--steps", "10", "--ros-args", "-r", "__node:=t", "--", "--out", "x"]
     assert train.strip_ros_args(argv) == ["--steps", "10", "--out", "x"]
+
+
+# Top-level parameter names that MoveItConfigsBuilder(...).to_dict() hands the executor's process
+# (nested ones arrive dotted: planning_pipelines.pipeline_names, ompl.planning_plugins, ...).
+MOVEIT_PARAMETERS = [
+    "robot_description", "robot_description_semantic", "robot_description_kinematics.arm.kinematics_solver",
+    "robot_description_planning.joint_limits.lbr_A1.max_velocity", "planning_pipelines.pipeline_names",
+    "default_planning_pipeline", "moveit_manage_controllers", "moveit_controller_manager",
+    "moveit_simple_controller_manager.controller_names", "trajectory_execution.allowed_execution_duration_scaling",
+    "publish_planning_scene", "publish_geometry_updates", "publish_state_updates", "publish_transforms_updates",
+    "publish_robot_description", "publish_robot_description_semantic", "planning_scene_monitor_options.name",
+    "plan_request_params.planning_time", "ompl.planning_plugins", "pilz_industrial_motion_planner.planning_plugins",
+    "capabilities", "disable_capabilities", "use_sim_time", "qos_overrides./tf.publisher.depth",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "settings, given, typos",
+    [
+        (ExecutorSettings, ["box_Z", "velocity_scalling", "grasp_z"], {"box_Z": "box_z", "velocity_scalling": "velocity_scaling"}),  # noqa: E501
+        (ExecutorSettings, MOVEIT_PARAMETERS + ["min_fingertip_z"], {}),
+        (PolicyNodeSettings, ["max_image_age", "use_sim_time", "model"], {"max_image_age": "max_image_age_s"}),
+        (RecorderNodeSettings, ["bagdir", "use_sim_time"], {"bagdir": "bag_dir"}),
+    ],
+)  # fmt: skip
+def test_a_misspelled_parameter_is_named_not_silently_ignored(settings, given, typos):
+    """A node ignores parameters it does not declare: node_util.declare_settings refuses those that
+    look like one of its own, and lets other software's parameters in the same process pass."""
+    assert misspelled_parameters(given, param_defaults(settings)) == typos

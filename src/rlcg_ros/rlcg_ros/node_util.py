@@ -13,8 +13,9 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 
+from rlcg.configio import ConfigError
 from rlcg.errors import RlcgError
-from rlcg.robot.params import param_defaults, settings_from_params
+from rlcg.robot.params import misspelled_parameters, param_defaults, settings_from_params
 
 _PARAM_TYPES = {  # statically typed; float and list fields are dynamically typed (declare_settings)
     bool: ParameterType.PARAMETER_BOOL,
@@ -42,6 +43,12 @@ def declare_settings(node: Node, cls: type, prefix: str = ""):
             descriptor = ParameterDescriptor(type=_PARAM_TYPES[hint], description=description)
         param = node.declare_parameter(prefix + name, default, descriptor)
         values[name] = default if param.value is None else param.value
+    # rclpy keeps the parameters a node was started with (files, -p) in _parameter_overrides.
+    given = [n[len(prefix) :] for n in getattr(node, "_parameter_overrides", {}) if n.startswith(prefix)]
+    typos = misspelled_parameters(given, param_defaults(cls))
+    if typos:
+        wrong = ", ".join(f"{name!r} (did you mean {right!r}?)" for name, right in sorted(typos.items()))
+        raise ConfigError(f"{node.get_name()}: unknown parameter(s) {wrong}; they would be ignored")
     return settings_from_params(cls, values, f"{node.get_name()} parameters")
 
 

@@ -33,6 +33,7 @@ class PolicyNode(Node):
         # Loads the model now: a missing or broken checkpoint stops the node at start-up.
         self.runner = PolicyRunner.from_settings(self.settings)
         self.lock = threading.Lock()
+        self.goal_handle = None  # of the goal out, to cancel it when it is overdue
         group = MutuallyExclusiveCallbackGroup()
         self.create_subscription(
             Image, "image", self._on_image, qos_profile_sensor_data, raw=True, callback_group=group
@@ -75,6 +76,12 @@ class PolicyNode(Node):
         with self.lock:
             now = now_ns(self)
             self._publish(self.runner.finish_if_ready(now))
+            if self.runner.overdue(now):
+                if self.goal_handle is not None:
+                    self.goal_handle.cancel_goal_async()
+                reason = self.runner.abandon("no result from the executor in time; goal canceled", now)
+                self.get_logger().error(f"{reason}; the episode is not recorded")
+                self.goal_handle = None
             if self.runner.state != RunnerState.IDLE:
                 return
             if self.settings.auto_execute and not self.client.server_is_ready():
@@ -84,6 +91,9 @@ class PolicyNode(Node):
                 decision = self.runner.decide(now)
             except StaleImageError as exc:
                 self.get_logger().info(f"not deciding: {exc}", throttle_duration_sec=5.0)
+                return
+            except RlcgError as exc:  # e.g. an action outside the workspace: refused, never sent
+                self.get_logger().error(f"grasp refused: {exc}", throttle_duration_sec=5.0)
                 return
             a = decision.action
             self.get_logger().info(
@@ -99,7 +109,7 @@ class PolicyNode(Node):
                 goal = deserialize_message(self.runner.goal_cdr(decision), ExecuteGrasp.Goal)
                 start = self.runner.start_episode(decision)
                 future = self.client.send_goal_async(goal, feedback_callback=self._on_feedback)
-                future.add_done_callback(lambda f: self._on_goal_response(f, start))
+                future.add_done_callback(lambda f, eid=decision.episode_id: self._on_goal_response(f, start, eid))
             heatmap = self.runner.heatmap_message(decision, "q_heatmap")  # after the goal: it takes time
             if heatmap is not None:
                 self.heatmap_pub.publish(heatmap.cdr)
@@ -107,22 +117,35 @@ class PolicyNode(Node):
     def _on_feedback(self, feedback) -> None:
         self.get_logger().debug(f"executor stage: {feedback.feedback.stage}")
 
-    def _on_goal_response(self, future, start) -> None:
+    def _current(self, episode_id: str) -> bool:
+        pending = self.runner.pending
+        return self.runner.state == RunnerState.EXECUTING and pending is not None and pending.episode_id == episode_id
+
+    def _on_goal_response(self, future, start, episode_id: str) -> None:
         with self.lock:
             handle = future.result()
+            if not self._current(episode_id):  # given up meanwhile (overdue): not this episode's any more
+                if handle is not None and handle.accepted:
+                    handle.cancel_goal_async()
+                return
             if handle is None or not handle.accepted:
                 reason = self.runner.abandon("goal rejected by the executor", now_ns(self))
                 self.get_logger().warning(reason)
                 return
+            self.goal_handle = handle
             self._publish(start)  # the episode begins only with an accepted goal
-            handle.get_result_async().add_done_callback(self._on_result)
+            handle.get_result_async().add_done_callback(lambda f, eid=episode_id: self._on_result(f, eid))
 
-    def _on_result(self, future) -> None:
+    def _on_result(self, future, episode_id: str) -> None:
         with self.lock:
             response = future.result()
             now = now_ns(self)
+            if not self._current(episode_id):
+                self.get_logger().warning(f"{episode_id}: result arrived after the goal was given up; ignored")
+                return
+            self.goal_handle = None
             if response.status == GoalStatus.STATUS_SUCCEEDED:
-                self.runner.on_result(response.result, now)
+                self.runner.on_result(response.result, now, episode_id)
                 self.get_logger().info(
                     f"grasp {'succeeded' if response.result.success else 'failed'}: {response.result.message}"
                 )

@@ -90,3 +90,23 @@ def check_interval(name: str, pair: tuple[float, ...] | list[float]) -> tuple[fl
     if len(pair) != 2 or not all(math.isfinite(v) for v in pair) or not pair[0] < pair[1]:
         raise ConfigError(f"{name} must be [low, high] with low < high, got {list(pair)}")
     return float(pair[0]), float(pair[1])
+
+
+def misspelled_parameters(given: Any, declared: Any) -> dict[str, str]:
+    """Parameters given to a node (its overrides) that it does not declare but that look like one it
+    does, each with the declared name it resembles. A node ignores an undeclared parameter, so
+    ``velocity_scalling: 0.5`` in a file would leave the default in force without a word. Names of
+    other software in the same process (MoveIt's, dotted or not) resemble none of ours and pass."""
+    import difflib
+
+    declared = set(declared)
+    found = {}
+    for name in set(given) - declared:
+        if "." in name:  # nested keys belong to other software; rlcg's parameters are flat
+            continue
+        close = difflib.get_close_matches(name, declared, n=1, cutoff=0.8)
+        if not close:
+            close = [d for d in declared if d.lower() == name.lower()]
+        if close:
+            found[name] = close[0]
+    return found

@@ -9,6 +9,9 @@ Safety rules enforced here, not in the ROS shell:
   a stamp, from the future, or taken before the last grasp finished is never acted on; the age
   counts the policy's own time, so the image is still that fresh when the grasp is ready to send;
 - the same image is never used for two grasps;
+- after the clock goes back, no image received before the jump is acted on;
+- a goal without a result after ``max_execution_s`` is given up (the node cancels it), and a late
+  result never closes another episode;
 - a missing or broken model fails at start-up (``load_grasp_policy``) with a clear message.
 """
 
@@ -62,6 +65,7 @@ class PolicyNodeSettings:
     max_image_age_s: float = 0.5
     max_clock_skew_s: float = 0.05  # an image stamped later than now by more than this is rejected
     next_image_timeout_s: float = 10.0  # an episode without an image after the grasp closes after this
+    max_execution_s: float = 120.0  # a goal without a result after this is canceled, its episode dropped
     auto_execute: bool = True  # send ExecuteGrasp goals; false: only publish the chosen pose
     dry_run: bool = False  # goals ask the executor to validate and plan only
     decision_period_s: float = 1.0  # how often the node tries to decide while idle
@@ -89,6 +93,7 @@ class PolicyNodeSettings:
         check_range("decision_period_s", self.decision_period_s, 0.0, 3600.0, low_open=True)
         check_range("heatmap_overlay", self.heatmap_overlay, 0.0, 1.0)
         check_range("next_image_timeout_s", self.next_image_timeout_s, 0.0, 3600.0, low_open=True)
+        check_range("max_execution_s", self.max_execution_s, 0.0, 3600.0, low_open=True)
         if not self.model:
             raise ConfigError("model must name a checkpoint directory, 'default' or 'random'")
 
@@ -328,8 +333,10 @@ class PolicyRunner:
             # The clock went back (a simulator reset, a bag replayed from its start), by more than
             # the skew an image's stamp may have: the stamps of the old timeline say nothing about
             # the new one. Images stamped before the jump now lie in the future and are refused
-            # below; only the new timeline's fresh images pass.
+            # below; only the new timeline's fresh images pass. The newest image is dropped too: taken
+            # before the jump, its stamp may look fresh on the new timeline (say, during the grasp).
             self.last_used_stamp_ns, self.not_before_ns = -1, 0
+            self.latest = img = None
         if img is None:
             raise StaleImageError("no camera image received yet")
         if img.stamp_ns <= 0:
@@ -346,6 +353,17 @@ class PolicyRunner:
         if img.stamp_ns < self.not_before_ns:
             raise StaleImageError("newest camera image was taken before the last grasp finished")
         return img
+
+    def camera_matches(self, img: StampedImage) -> bool:
+        """Whether the last CameraInfo describes ``img`` (same size and frame); intrinsics of another
+        camera or resolution are not recorded with an episode."""
+        cam = self.camera
+        if cam is None:
+            return False
+        h, w = img.rgb.shape[:2]
+        return (cam.width, cam.height) == (w, h) and (
+            not cam.frame_id or not img.frame_id or cam.frame_id == img.frame_id
+        )
 
     # ----------------------------------------------------------------- deciding
     def decide(self, now_ns: int) -> GraspDecision:
@@ -373,7 +391,9 @@ class PolicyRunner:
                 f"the camera image was {age:.3f} s old when the grasp was ready ({latency:.3f} s of it deciding; "
                 f"max_image_age_s {self.settings.max_image_age_s}); waiting for a newer one"
             )
-        camera = fit_intrinsics(self.camera, rgb.shape[:2]) if self.camera is not None else None
+        camera = None
+        if self.camera is not None and self.camera_matches(img):
+            camera = fit_intrinsics(self.camera, rgb.shape[:2])
         return GraspDecision(
             action=action,
             q_value=float(decision.q_value),
@@ -449,10 +469,13 @@ class PolicyRunner:
         msg = messages.image_msg(heatmap, decision.image.stamp_ns, decision.image.frame_id, "rgb8", self.distro)
         return Outgoing(topic, "sensor_msgs/msg/Image", messages.serialize(msg, distro=self.distro))
 
-    def on_result(self, result: Any, now_ns: int) -> None:
-        """The executor's result (an object with success, lifted_height, message) arrived."""
+    def on_result(self, result: Any, now_ns: int, episode_id: str | None = None) -> None:
+        """The executor's result (an object with success, lifted_height, message) of the goal of
+        ``episode_id`` arrived; a result of another episode (one given up) is an error."""
         if self.state != RunnerState.EXECUTING or self.pending is None:
             raise RlcgError(f"a grasp result arrived while {self.state}")
+        if episode_id is not None and episode_id != self.pending.episode_id:
+            raise RlcgError(f"a result of episode {episode_id} arrived during episode {self.pending.episode_id}")
         self.pending.result = {
             "success": bool(result.success),
             "lifted_height": float(result.lifted_height),
@@ -470,6 +493,14 @@ class PolicyRunner:
         self.state = RunnerState.IDLE
         self.not_before_ns = max(self.not_before_ns, int(now_ns))
         return reason
+
+    def overdue(self, now_ns: int) -> bool:
+        """The goal out has had no result for longer than ``max_execution_s`` (or the clock went back
+        past its start): the node cancels it and abandons the episode."""
+        if self.state != RunnerState.EXECUTING or self.pending is None:
+            return False
+        waited = (now_ns - self.pending.decided_ns) / NS
+        return waited > self.settings.max_execution_s or -waited > self.settings.max_clock_skew_s
 
     def next_image_ready(self) -> bool:
         """A camera image taken after the result is in (the robot is home again)."""
@@ -520,8 +551,9 @@ class PolicyRunner:
             return []
         if self.next_image_ready():
             return self.finish(self.latest)
-        if (now_ns - self.pending.result_ns) / NS > self.settings.next_image_timeout_s:
-            return self.finish(None)
+        waited = (now_ns - self.pending.result_ns) / NS
+        if waited > self.settings.next_image_timeout_s or -waited > self.settings.max_clock_skew_s:
+            return self.finish(None)  # timed out, or the clock went back: the image after would never come
         return []
 
 
