@@ -36,6 +36,36 @@ class MoveItBackend:
         self.width_to_position = width_to_position
         self.opening = float("nan")
         self._gripper_goal = None
+        if settings.collision_scene:
+            self._add_obstacles(settings)
+
+    def _add_obstacles(self, settings: ExecutorSettings) -> None:
+        """Table and bins into the planning scene: OMPL plans the free-space moves around them."""
+        from geometry_msgs.msg import Pose
+        from moveit_msgs.msg import CollisionObject
+        from shape_msgs.msg import SolidPrimitive
+
+        from rlcg.robot.scene import collision_boxes
+        from rlcg.sim.config import SimConfig
+
+        boxes = collision_boxes(SimConfig.load())
+        with self.moveit.get_planning_scene_monitor().read_write() as scene:
+            for box in boxes:
+                obj = CollisionObject()
+                obj.header.frame_id = settings.base_frame
+                obj.id = f"rlcg_{box.name}"
+                shape = SolidPrimitive()
+                shape.type = SolidPrimitive.BOX
+                shape.dimensions = [float(v) for v in box.size]
+                pose = Pose()
+                pose.position.x, pose.position.y, pose.position.z = (float(v) for v in box.center)
+                pose.orientation.w = 1.0
+                obj.primitives.append(shape)
+                obj.primitive_poses.append(pose)
+                obj.operation = CollisionObject.ADD
+                scene.apply_collision_object(obj)
+            scene.current_state.update()
+        self.node.get_logger().info(f"planning scene: {len(boxes)} boxes (table, bins) from config/world.yaml")
 
     def _params(self, cartesian: bool, s: ExecutorSettings):
         from moveit.planning import PlanRequestParameters

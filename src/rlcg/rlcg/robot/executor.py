@@ -91,6 +91,7 @@ class ExecutorSettings:
     # ... and at least this much short of fully open (they did close).
     success_open_margin: float = 0.005
     release_after_lift: bool = True  # drop the object back into the bin (self-supervised collection)
+    collision_scene: bool = True  # table and bins (config/world.yaml) in MoveIt's planning scene
     go_home: bool = True
     home_joints: list[float] = field(default_factory=lambda: [0.0, -0.75, 0.0, 1.55, 0.0, -0.85, 0.0])
     action_name: str = topics.ACTION_NAME
