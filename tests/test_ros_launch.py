@@ -172,3 +172,20 @@ def test_a_misspelled_parameter_is_named_not_silently_ignored(settings, given, t
     """A node ignores parameters it does not declare: node_util.declare_settings refuses those that
     look like one of its own, and lets other software's parameters in the same process pass."""
     assert misspelled_parameters(given, param_defaults(settings)) == typos
+
+
+def test_the_docker_image_and_the_readme_pin_the_same_lbr_stack_commit():
+    """real_iiwa.launch.py calls lbr_fri_ros2_stack's launch mixins, whose signatures change between
+    commits: both install paths pin the commit it was written against."""
+    import re
+
+    docker = re.search(r"ARG LBR_STACK_COMMIT=([0-9a-f]{40})", (ROOT / "docker" / "Dockerfile").read_text())
+    readme = set(
+        re.findall(
+            r"lbr_fri_ros2_stack checkout ([0-9a-f]{40})|/tmp/lbr checkout ([0-9a-f]{40})",
+            (ROOT / "README.md").read_text(),
+        )
+    )
+    pinned = {c for pair in readme for c in pair if c}
+    assert docker and pinned == {docker.group(1)}
+    assert "node_controller_spawner(controller=" in (ROOT / "launch" / "real_iiwa.launch.py").read_text()
