@@ -337,3 +337,52 @@ def test_recorder_takes_an_image_after_with_its_own_later_stamp(tmp_path):
     assert notes[-1] == f"recorded episode {eid} (success)"
     decoded, problems = read_episodes(tmp_path / "b")
     assert len(decoded) == 1 and len(problems) == 0 and int(decoded[0].next_images[0][0, 0, 0]) == 7
+
+
+def _tf_cdr(links, stamp):
+    """A TFMessage of (parent, child, xyz, yaw) links stamped ``stamp``."""
+    transforms = [
+        messages.transform_msg(parent, child, xyz, (0.0, 0.0, math.sin(yaw / 2), math.cos(yaw / 2)), stamp)
+        for parent, child, xyz, yaw in links
+    ]
+    return messages.serialize(messages.tf_message(transforms), "tf2_msgs/msg/TFMessage")
+
+
+def test_recorder_composes_the_base_pose_through_tf_static_as_on_the_real_robot(tmp_path):
+    """Real robot and Gazebo: world -> lbr_floating_link and lbr_floating_link -> lbr_link_0 come on
+    /tf_static, never world -> lbr_link_0 in one message. The recorder composes the chain."""
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b")))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    t0 = 10**18
+    rec.on_message(topics.TF_STATIC, _tf_cdr([("world", "lbr_floating_link", (0.1, 0.4, 0.0), 0.5)], t0 - 10**12), t0)
+    rec.on_message(topics.TF_STATIC, _tf_cdr([("lbr_floating_link", "lbr_link_0", (0.2, 0.0, 0.0), 0.25)], 0), t0)
+    rec.on_message(topics.TF, _tf_cdr([("world", "camera_link", (1, 1, 1), 0.0)], t0), t0)  # not on the chain
+    for _, msgs in _episodes_of(runner, 1, t0):
+        for m in msgs:
+            rec.on_message(m.topic, m.cdr, t0)
+    rec.close()
+    (episode,), problems = read_episodes(tmp_path / "b")
+    assert len(problems) == 0
+    x, y, yaw = episode.base_pose  # world -> floating (0.1, 0.4, yaw 0.5), then (0.2, 0, yaw 0.25) in it
+    assert (x, y, yaw) == pytest.approx((0.1 + 0.2 * math.cos(0.5), 0.4 + 0.2 * math.sin(0.5), 0.75))
+
+
+def test_recorder_leaves_out_a_base_pose_whose_publisher_stopped(tmp_path):
+    """A moving world -> base transform last sent long before the episode is not this episode's pose."""
+    rec = RecorderCore.create(RecorderNodeSettings(bag_dir=str(tmp_path / "b"), max_tf_age_s=5.0))
+    runner = PolicyRunner.from_settings(PolicyNodeSettings(model="random"))
+    t0 = 10**18
+    rec.on_message(topics.TF, _tf_cdr([("world", "lbr_link_0", (0.0, 0.4, 0.0), 0.0)], t0 - 10 * 10**9), t0)
+    notes = []
+    (_, first), (_, second) = _episodes_of(runner, 2, t0)
+    for m in first:
+        notes.append(rec.on_message(m.topic, m.cdr, t0))
+    rec.on_message(topics.TF, _tf_cdr([("world", "lbr_link_0", (0.0, -0.4, 0.0), 0.1)], t0 + 10**9), t0 + 10**9)
+    for m in second:
+        notes.append(rec.on_message(m.topic, m.cdr, t0 + 10**9))
+    rec.close()
+    assert any(n and "base pose not recorded" in n and "10.0 s old" in n for n in notes)
+    episodes, problems = read_episodes(tmp_path / "b")
+    assert len(problems) == 0 and len(episodes) == 2
+    assert episodes[0].base_pose is None
+    assert episodes[1].base_pose == pytest.approx((0.0, -0.4, 0.1))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from rlcg.data import topics
 from rlcg.robot.recorder_core import RECORDED_TOPICS, RecorderCore, RecorderNodeSettings
 from rlcg_ros.node_util import declare_settings, now_ns, ros_type, run
 
@@ -22,8 +23,13 @@ class RecorderNode(Node):
         self.core = RecorderCore.create(self.settings)  # refuses an existing bag directory at start-up
         self.lock = threading.Lock()
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        # /tf_static is latched: only a transient-local subscription gets what was sent before it started
+        latched = QoSProfile(
+            depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+        )
         for topic, msgtype in RECORDED_TOPICS.items():
-            self.create_subscription(ros_type(msgtype), topic, self._callback(topic), qos, raw=True)
+            profile = latched if topic == topics.TF_STATIC else qos
+            self.create_subscription(ros_type(msgtype), topic, self._callback(topic), profile, raw=True)
         self.get_logger().info(f"recording rlcg episodes into {self.settings.bag_dir} ({self.settings.storage})")
 
     def _callback(self, topic: str):

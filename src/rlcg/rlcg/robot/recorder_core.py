@@ -8,7 +8,11 @@ makes the bag durable. So a bag only ever holds complete episodes: an episode ab
 new EpisodeInfo first, a crash) is never written, and a crash loses no completed episode.
 
 /tf is recorded once per episode and only the world -> base transform (rlcg.data.topics.TF): the
-robot's other transforms come from its URDF.
+robot's other transforms come from its URDF. That transform is composed from /tf and /tf_static, as
+tf2 would: on the real robot and in Gazebo the base hangs below ``<robot>_floating_link`` on
+/tf_static, and no single message links world and base. A moving (non-static) link older than
+``max_tf_age_s`` at an episode's start is not recorded: its publisher has stopped, and the pose it
+last sent is not the pose of this episode.
 """
 
 from __future__ import annotations
@@ -16,9 +20,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from rlcg.configio import ConfigError
 from rlcg.data import topics
 from rlcg.robot import messages
+from rlcg.sim.geometry import matrix_from_quat, quat_from_matrix
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class RecorderNodeSettings:
     max_bag_megabytes: int = 0  # ... or this size (0: no limit)
     world_frame: str = topics.WORLD_FRAME
     base_frame: str = topics.BASE_FRAME
+    max_tf_age_s: float = 5.0  # a moving world -> base link older than this at an episode's start is not recorded
 
     def validate(self) -> None:
         if self.storage not in ("mcap", "sqlite3"):
@@ -42,10 +50,12 @@ class RecorderNodeSettings:
             raise ConfigError("max_episodes_per_bag and max_bag_megabytes must not be negative")
         if not self.bag_dir:
             raise ConfigError("bag_dir must name a directory")
+        if not 0.0 < self.max_tf_age_s <= 3600.0:  # also refuses NaN
+            raise ConfigError(f"max_tf_age_s must be in (0, 3600] s, got {self.max_tf_age_s}")
 
 
-# Topics the node subscribes to, and their ROS types.
-RECORDED_TOPICS: dict[str, str] = dict(topics.TOPIC_TYPES)
+# Topics the node subscribes to, and their ROS types (/tf_static only to find the world -> base chain).
+RECORDED_TOPICS: dict[str, str] = {**topics.TOPIC_TYPES, topics.TF_STATIC: "tf2_msgs/msg/TFMessage"}
 
 
 @dataclass
@@ -133,7 +143,9 @@ class RecorderCore:
         self.stats = RecorderStats()
         self._episode: _Episode | None = None
         self._early: list[_Buffered] = []  # messages that came before their EpisodeInfo
-        self._world_base: _Buffered | None = None  # latest world -> base transform seen on /tf
+        self._world_base: _Buffered | None = None  # latest world -> base transform, composed
+        self._world_base_age_from = 0  # stamp of its oldest moving link (0: all static)
+        self._links: dict[str, tuple[str, Any, bool]] = {}  # child -> (parent, transform, static)
         self._last_log_ns = 0
 
     @classmethod
@@ -163,12 +175,12 @@ class RecorderCore:
         except messages.MessageError as exc:
             self.stats.messages_bad += 1
             return f"ignored a message on {topic} that does not decode: {exc}"
-        header = msg.header if topic != topics.TF else None
+        header = msg.header if topic not in (topics.TF, topics.TF_STATIC) else None
         item = _Buffered(
             topic, RECORDED_TOPICS[topic], bytes(cdr), int(stamp_ns), messages.stamp_ns(header) if header else 0
         )
-        if topic == topics.TF:
-            self._on_tf(msg, item)
+        if topic in (topics.TF, topics.TF_STATIC):
+            self._on_tf(msg, item, static=topic == topics.TF_STATIC)
             return None
         if topic == topics.EPISODE:
             return self._start(msg, item)
@@ -181,13 +193,39 @@ class RecorderCore:
             return None
         return self._add(episode, item, msg)
 
-    def _on_tf(self, msg: Any, item: _Buffered) -> None:
+    def _on_tf(self, msg: Any, item: _Buffered, static: bool) -> None:
         s = self.settings
-        keep = [t for t in msg.transforms if t.header.frame_id == s.world_frame and t.child_frame_id == s.base_frame]
-        if keep:
-            only = messages.tf_message(keep[-1:], s.distro)
-            cdr = messages.serialize(only, "tf2_msgs/msg/TFMessage", s.distro)
-            self._world_base = _Buffered(topics.TF, "tf2_msgs/msg/TFMessage", cdr, item.stamp_ns)
+        for t in msg.transforms:
+            parent, child = str(t.header.frame_id).lstrip("/"), str(t.child_frame_id).lstrip("/")
+            if parent and child and parent != child:
+                self._links[child] = (parent, t, static)
+        chain = self._chain(s.world_frame, s.base_frame)
+        if chain is None:
+            return
+        position, rotation = np.zeros(3), np.eye(3)
+        for _parent, t, _static in chain:  # world -> ... -> base: compose from the world down
+            tr, q = t.transform.translation, t.transform.rotation
+            position = position + rotation @ np.array([tr.x, tr.y, tr.z], dtype=np.float64)
+            rotation = rotation @ matrix_from_quat((q.x, q.y, q.z, q.w))
+        moving = [messages.stamp_ns(t.header) for _p, t, is_static in chain if not is_static]
+        stamp = max(moving) if moving else messages.stamp_ns(chain[-1][1].header)
+        composed = messages.transform_msg(
+            s.world_frame, s.base_frame, position, quat_from_matrix(rotation), stamp, s.distro
+        )
+        cdr = messages.serialize(messages.tf_message([composed], s.distro), "tf2_msgs/msg/TFMessage", s.distro)
+        self._world_base = _Buffered(topics.TF, "tf2_msgs/msg/TFMessage", cdr, item.stamp_ns)
+        self._world_base_age_from = min(moving) if moving else 0
+
+    def _chain(self, root: str, frame: str) -> list[tuple[str, Any, bool]] | None:
+        """The links from ``root`` down to ``frame`` (parent first), or None if they do not connect."""
+        chain = []
+        while frame != root:
+            if frame not in self._links or len(chain) > len(self._links):  # unknown, or a cycle
+                return None
+            link = self._links[frame]
+            chain.append(link)
+            frame = link[0]
+        return chain[::-1]
 
     def _hold_early(self, item: _Buffered) -> None:
         self._early.append(item)
@@ -200,7 +238,12 @@ class RecorderCore:
         if self._episode is not None:
             note = self._drop(self._episode, "a new episode started before it was complete")
         world_base = None
-        if self._world_base is not None:
+        age = (item.header_ns - self._world_base_age_from) / 1e9 if self._world_base_age_from else 0.0
+        if self._world_base is not None and age > self.settings.max_tf_age_s:
+            s = self.settings
+            stale = f"base pose not recorded: the {s.world_frame} -> {s.base_frame} transform is {age:.1f} s old"
+            note = stale if note is None else f"{note}; {stale}"
+        elif self._world_base is not None:
             world_base = _Buffered(
                 self._world_base.topic, self._world_base.msgtype, self._world_base.cdr, item.stamp_ns
             )
