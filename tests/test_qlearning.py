@@ -150,11 +150,11 @@ def test_saving_keeps_what_a_reader_needs_and_deletes_only_its_own_files(tmp_pat
     ckpt.mkdir()
     (ckpt / "my_other_model.safetensors").write_bytes(b"a user's file")
     (ckpt / ".model-killed.safetensors.tmp").write_bytes(b"left by a save that was killed")
-    # and a save killed after its weights were in place but before config.json named them
-    orphan = "model-20261129-120000-0123abcd.safetensors"
-    save_file({"w": torch.zeros(1)}, str(ckpt / orphan))
     save_checkpoint(ckpt, "q-policy", {"step": 1}, {"w": torch.zeros(1)})
     read_by_a_reader = json.loads((ckpt / "config.json").read_text())["files"]["weights"]
+    # a save killed after its weights were in place but before config.json named them
+    orphan = "model-20261129-120000-0123abcd.safetensors"
+    save_file({"w": torch.zeros(1)}, str(ckpt / orphan))
     save_checkpoint(ckpt, "q-policy", {"step": 2}, {"w": torch.ones(1)})
     # a reader that parsed config.json before this save still finds the weights it names
     assert torch.equal(load_file(str(ckpt / read_by_a_reader))["w"], torch.zeros(1))
@@ -473,3 +473,80 @@ def test_shipped_default_policy_is_small_and_grasps():
     spec = RolloutSpec(domain="sim", policy="default", split="test", base_seed=1000, episodes=12)
     summary = rollout(spec, None, workers=1, progress=False)
     assert summary.successes >= 8, f"{summary.successes}/12"
+
+
+# ---------------------------------------------------------------------- diverged training (CLI audit)
+def test_a_diverging_training_stops_and_saves_nothing_past_its_last_checkpoint(tmp_path):
+    """At --lr 1e30 the loss turns NaN within steps. Before the fix the run went on and saved a
+    policy of NaN weights, which CEM turned into one fixed grasp in the workspace corner."""
+    from rlcg.rl.qtopt import TrainingDiverged
+
+    cfg = QTrainConfig(steps=50, batch_size=32, lr=1e30, seed=0, log_every=10, checkpoint_every=10_000)
+    qcfg = QNetConfig(image_size=32, channels=(16, 32), merge_size=8, fusion="add")
+    trainer = QTOptTrainer(cfg, qcfg, WeightedSources([(SideOfTheSquare(), 1)]), tmp_path / "run")
+    with pytest.raises(TrainingDiverged, match="training diverged at step"):
+        trainer.fit(progress=False)
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_nan_rewards_or_actions_in_the_data_are_refused_before_training():
+    from rlcg.rl.qtopt import TrainingDiverged
+
+    for column in ("rewards", "actions"):
+        source = SideOfTheSquare()
+        source.rewards, source.actions = np.ones(4, np.float32), np.zeros((4, 4), np.float32)
+        getattr(source, column)[1] = np.nan
+        with pytest.raises(TrainingDiverged, match=f"{column} hold NaN"):
+            WeightedSources([(source, 1)])
+
+
+def test_non_finite_weights_and_q_values_never_become_a_grasp(tmp_path):
+    """A checkpoint holding NaN weights is refused on load; a Q that is NaN for an image (a NaN
+    image, a network that overflows) chooses no grasp instead of CEM's fallback corner."""
+    net = QNetwork(QNetConfig())
+    with torch.no_grad():
+        next(iter(net.parameters()))[0] = float("nan")
+    save_policy(tmp_path / "nan", net, CEMConfig())
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_policy(tmp_path / "nan")
+    from rlcg.policies import Observation
+
+    policy = LearnedPolicy(net, CEMConfig())
+    image = np.zeros((net.config.image_size,) * 2 + (3,), np.uint8)
+    with pytest.raises(RlcgError, match="no grasp is chosen"):
+        policy.act(Observation(image, BOUNDS, np.random.default_rng(0)))
+
+
+@pytest.mark.parametrize(
+    "cem, match",
+    [({"elites": 100}, "elites"), ({"population": 0}, "CEM needs"), ({"min_std_fraction": -1.0}, "min_std_fraction")],
+)
+def test_a_checkpoint_with_a_bad_cem_block_is_a_checkpoint_error(tmp_path, cem, match):
+    save_policy(tmp_path / "c", QNetwork(QNetConfig()), CEMConfig())
+    meta = json.loads((tmp_path / "c" / "config.json").read_text())
+    meta["config"]["cem"].update(cem)
+    (tmp_path / "c" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=match):
+        load_policy(tmp_path / "c")
+
+
+def test_a_users_weights_file_in_a_new_output_directory_is_never_deleted(tmp_path):
+    """Files under the saves' own names are orphans only in a directory that holds a checkpoint;
+    in a fresh --out they are the user's (a copied model file) and stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = out / "model-20261126-221414-64a7600d.safetensors"
+    mine.write_bytes(b"the user's")
+    save_checkpoint(out, "q-policy", {}, {"w": torch.zeros(1)})
+    save_checkpoint(out, "q-policy", {}, {"w": torch.ones(1)})
+    assert mine.read_bytes() == b"the user's"
+
+
+@pytest.mark.parametrize("field, value", [("sha256", "x"), ("files", {"weights": "../other/model.safetensors"})])
+def test_a_config_json_with_a_bad_hash_table_or_a_path_outside_is_damaged(tmp_path, field, value):
+    ckpt = save_checkpoint(tmp_path / "c", "q-policy", {}, {"w": torch.zeros(1)})
+    meta = json.loads((ckpt / "config.json").read_text())
+    meta[field] = value
+    (ckpt / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="damaged"):
+        load_checkpoint(ckpt)

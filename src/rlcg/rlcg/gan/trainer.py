@@ -53,6 +53,7 @@ from rlcg.rl.policy import save_policy
 from rlcg.rl.qtopt import (
     QTrainConfig,
     WeightedSources,
+    check_finite_stats,
     cosine_rate,
     flush_subnormals,
     polyak_update,
@@ -869,7 +870,9 @@ class RLCycleGANTrainer:
         try:
             while self.step < total:
                 joint = self.step < cfg.steps
-                window.append(self.train_step() if joint else self.q_tail_step())
+                stats = self.train_step() if joint else self.q_tail_step()
+                check_finite_stats(stats, self.step, "Lower the learning rates (--lr, --lr-q) or the loss weights.")
+                window.append(stats)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step in (cfg.steps, total):
                     keys = set(window[0]).intersection(*window)  # a window may span the start of the Q tail

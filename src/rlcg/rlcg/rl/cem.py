@@ -15,7 +15,11 @@ from dataclasses import dataclass
 
 import torch
 
+from rlcg.configio import ConfigError
 from rlcg.sim.config import WorkspaceBounds
+
+MAX_ITERATIONS = 100
+MAX_POPULATION = 65_536  # one image's samples are scored in one batch: more would only exhaust memory
 
 
 @dataclass(frozen=True)
@@ -26,10 +30,15 @@ class CEMConfig:
     min_std_fraction: float = 0.01  # floor on the spread, as a fraction of each range
 
     def validate(self) -> None:
-        if self.iterations < 1 or self.population < 1:
-            raise ValueError("CEM needs at least one iteration and one sample")
+        if not (1 <= self.iterations <= MAX_ITERATIONS and 1 <= self.population <= MAX_POPULATION):
+            raise ConfigError(
+                f"CEM needs 1..{MAX_ITERATIONS} iterations of 1..{MAX_POPULATION} samples, "
+                f"got {self.iterations} x {self.population}"
+            )
         if not 1 <= self.elites <= self.population:
-            raise ValueError(f"elites must be within 1..population ({self.population}), got {self.elites}")
+            raise ConfigError(f"elites must be within 1..population ({self.population}), got {self.elites}")
+        if not 0.0 < self.min_std_fraction <= 1.0:  # also refuses NaN
+            raise ConfigError(f"min_std_fraction must be in (0, 1], got {self.min_std_fraction}")
 
 
 def _wrap_yaw(yaw: torch.Tensor, lo: float, hi: float) -> torch.Tensor:

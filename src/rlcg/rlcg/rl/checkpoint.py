@@ -6,7 +6,8 @@ mid-save) always sees a complete, consistent checkpoint. The files of the previo
 until the next one, so that a reader who parsed the old ``config.json`` still finds its weights.
 Only files of saves are ever deleted: those an earlier ``config.json`` named, and files under the
 names saves give (``model-<tag>.safetensors``, ``train-<tag>.safetensors``) that no ``config.json``
-names, left by a save killed before it replaced ``config.json``; never other files in the directory.
+names, left by a save killed before it replaced ``config.json`` (written after the last completed
+save: older ones are the user's, e.g. a copied weights file); never other files in the directory.
 
 ``config.json`` also records each file's SHA-256 (``sha256``), and loading checks it: safetensors has
 no checksum of its own, so a bit flipped on disk would otherwise load as a changed weight. Checkpoints
@@ -99,6 +100,8 @@ def save_checkpoint(
     for leftover in [*path.glob(".model-*.tmp"), *path.glob(".train-*.tmp"), *path.glob(".config-*.json")]:
         leftover.unlink(missing_ok=True)  # temporary files of a save that was killed
     previous = _named_files(path)  # (this checkpoint's files, those of the save before it)
+    config_file = path / "config.json"
+    last_save_ns = config_file.stat().st_mtime_ns if config_file.is_file() else None
     tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config}
     files = {"weights": f"model-{tag}.safetensors"}
@@ -124,7 +127,12 @@ def save_checkpoint(
     # before the replace); delete the generation before those, and files of ours that no config names
     # (a save killed between writing its weights and replacing config.json).
     keep = previous[0] | set(files.values())
-    ours = {f.name for f in path.iterdir() if SAVED_FILE.fullmatch(f.name)}
+    # An unnamed file under the saves' names is an orphan only if it was written after the last
+    # completed save, by a save killed before it replaced config.json. Older ones, or any in a
+    # directory that held no checkpoint yet, the user put there (a copied weights file): they stay.
+    ours = set()
+    if previous[0] and last_save_ns is not None:
+        ours = {f.name for f in path.iterdir() if SAVED_FILE.fullmatch(f.name) and f.stat().st_mtime_ns >= last_save_ns}
     for stale in (previous[1] | ours) - keep:
         (path / stale).unlink(missing_ok=True)
     return path
@@ -191,6 +199,12 @@ def read_checkpoint_meta(path: str | Path, kind: str | None = None) -> tuple[Pat
     files = meta.get("files")
     if not (isinstance(meta.get("config"), dict) and isinstance(files, dict) and isinstance(files.get("weights"), str)):
         raise CheckpointError(f"{cfg_file}: damaged: it needs a 'config' object and 'files' naming the weights")
+    if not all(isinstance(n, str) and n.endswith(".safetensors") and Path(n).name == n for n in files.values()):
+        raise CheckpointError(f"{cfg_file}: damaged: 'files' must name .safetensors files in the checkpoint directory")
+    if "sha256" in meta and not (
+        isinstance(meta["sha256"], dict) and all(isinstance(v, str) for v in meta["sha256"].values())
+    ):
+        raise CheckpointError(f"{cfg_file}: damaged: 'sha256' must map file names to hex digests")
     return path, meta
 
 
@@ -199,8 +213,11 @@ def load_checkpoint(
 ) -> tuple[dict[str, Any], dict[str, torch.Tensor], Any]:
     """(config, weights, train_state or None) of a checkpoint directory."""
     path, meta = read_checkpoint_meta(path, kind)
-    digests = meta.get("sha256") if isinstance(meta.get("sha256"), dict) else {}
+    digests = meta.get("sha256", {})
     weights = _load_tensors(path / meta["files"]["weights"], digests)
+    for name, tensor in weights.items():  # a diverged training's weights act without a sign: refuse them
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: weights {name!r} hold NaN or infinite values (a training that diverged)")
     train_state = None
     if with_train_state and "train_state" in meta["files"]:
         tensors = _load_tensors(path / str(meta["files"]["train_state"]), digests)

@@ -95,6 +95,8 @@ class LearnedPolicy:
         )
         # CEM works in float32; clip in float64 so that a sample on a bound is not a hair outside it.
         # The calibrated offset is added before clipping, so a shifted grasp never leaves the workspace.
+        if not bool(torch.isfinite(logits[0])):  # e.g. an image of NaN: CEM's "best" would be a fixed corner
+            raise RlcgError(f"policy {self.name}: Q is {float(logits[0])} for this image; no grasp is chosen")
         action = actions[0].double().numpy()
         action[:2] += self.grasp_offset
         return Decision(clip_to_bounds(action, obs.bounds), float(torch.sigmoid(logits[0])))
@@ -172,9 +174,16 @@ def load_policy(path: str | Path, device: str | torch.device = "cpu", cem: CEMCo
     try:
         qnet = qnet_from_config(config)
         qnet.load_state_dict(weights)
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(f"{ckpt}: weights do not match the network in config.json ({exc})") from exc
-    cem_cfg = cem or from_dict(CEMConfig, config.get("cem", {}), "checkpoint cem config")
+    except RlcgError as exc:
+        raise CheckpointError(f"{ckpt}: {exc}") from exc
+    except (RuntimeError, KeyError, ValueError, TypeError, ArithmeticError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{ckpt}: weights do not match the network in config.json ({first})") from exc
+    try:
+        cem_cfg = cem or from_dict(CEMConfig, config.get("cem", {}), "checkpoint cem config")
+        cem_cfg.validate()
+    except RlcgError as exc:
+        raise CheckpointError(f"{ckpt}: {exc}") from exc
     name = "default" if str(path) == "default" else f"checkpoint:{ckpt.name}"
     try:
         offset = check_grasp_offset(config.get("grasp_offset", (0.0, 0.0)), f"{ckpt}: grasp_offset")

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from rlcg.configio import to_dict
+from rlcg.errors import RlcgError
 from rlcg.models.qnet import QNetConfig, QNetwork, count_parameters
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import load_checkpoint, load_optimizer_state
@@ -140,6 +141,20 @@ def polyak_update(target: torch.nn.Module, online: torch.nn.Module, polyak: floa
         t.mul_(polyak).add_(o, alpha=1.0 - polyak)
 
 
+class TrainingDiverged(RlcgError):
+    """A loss or the data became NaN or infinite: training stops, and nothing of it is saved."""
+
+
+def check_finite_stats(stats: dict[str, float], step: int, hint: str) -> None:
+    """TrainingDiverged if a logged loss of ``step`` is NaN or infinite (the last checkpoint stays)."""
+    bad = sorted(k for k, v in stats.items() if k.startswith("loss") and not math.isfinite(v))
+    if bad:
+        raise TrainingDiverged(
+            f"training diverged at step {step}: {', '.join(f'{k} = {stats[k]}' for k in bad)}; nothing past the "
+            f"last checkpoint is saved. {hint}"
+        )
+
+
 class WeightedSources:
     """Mixes several transition sources: each sample comes from source i with probability w_i."""
 
@@ -151,6 +166,12 @@ class WeightedSources:
         if np.any(w <= 0) or not np.all(np.isfinite(w)):
             raise ValueError(f"data weights must be positive numbers, got {w.tolist()}")
         self.weights = w / w.sum()
+        for source in self.sources:  # one NaN reward or action turns every weight into NaN within steps
+            for column in ("rewards", "actions"):
+                values = getattr(source, column, None)
+                if values is not None and not np.all(np.isfinite(np.asarray(values))):
+                    where = getattr(source, "path", None) or "the training data"
+                    raise TrainingDiverged(f"{where}: {column} hold NaN or infinite values; rebuild it from its bags")
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
@@ -348,6 +369,7 @@ class QTOptTrainer:
         try:
             while self.step < cfg.steps:
                 stats = self.train_step()
+                check_finite_stats(stats, self.step, "Lower --lr, or check the data.")
                 window.append(stats)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
