@@ -202,7 +202,11 @@ def test_train_runs_unchanged_under_torchrun(small_bag, tmp_path):
         ("--lr", "nan", "--lr: must be a finite number above 0"),
         ("--lr", "-1", "--lr: must be a finite number above 0"),
         ("--gamma", "1.5", "--gamma: must be within [0, 1]"),
-        ("--channels", "0", "--channels: must be at least 1"),
+        ("--channels", "0", "--channels: must be within 1..1024"),
+        ("--channels", "100000", "--channels: must be within 1..1024"),
+        ("--batch-size", "100000", "--batch-size: must be within 1..65536"),
+        ("--seed", "99999999999999999999999", "--seed: must be at least 0 (and below 2^63)"),
+        ("--data", "ds:inf", "weight must be a finite number above 0"),
         ("--threads", "-1", "--threads: must be at least 1"),
         ("--eval-episodes", "-5", "--eval-episodes: must be at least 0"),
         ("--eval-every", "-1", "--eval-every: must be at least 0"),
@@ -252,3 +256,67 @@ def test_train_q_refuses_a_cem_that_cannot_run(small_bag, tmp_path, capsys):
     assert main([*argv, "--cem", "2", "64", "100"]) == 2
     assert "--cem: elites must be within 1..population (64), got 100" in capsys.readouterr().err
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["viz", "q", "--out", ".png"], "ends in .png"),
+        (["render", "--out", ".png"], "ends in .png"),
+        (["viz", "q", "--scale", "100000", "--out", "q.png"], "--scale: must be within 1..32"),
+        (["sim", "--workers", "100000"], "--workers: must be within 1..256"),
+        (["sim", "--cem", "999999", "64", "6"], "CEM needs 1..100 iterations"),
+        (["bench", "train", "--repeats", "5"], "--repeats sets the rounds of --ablation"),
+        (["collect", "--out", "", "--episodes", "1"], "bag directory has no name"),
+        (
+            ["train", "--method", "gan", "--sim-data", "s", "--real-data", "r", "--out", "o", "--q-batch-size", "4"],
+            "--q-batch-size 4 is below --batch-size 8",
+        ),
+        (["train", "--method", "gan", "--sim-data", "s", "--real-data", "r", "--disc-layers", "10"], "within 1..5"),
+    ],
+    ids=["viz .png", "render .png", "viz scale", "workers", "cem", "repeats", "collect out", "q batch", "disc layers"],
+)
+def test_sizes_and_names_that_only_exhaust_memory_or_mean_nothing_are_refused(
+    argv, message, tmp_path, monkeypatch, capsys
+):
+    """Each used to crash with a traceback, run out of memory, or be ignored (CLI audit)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        if main(argv) == 2:
+            raise SystemExit(2)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_q_never_writes_into_a_dataset_and_bench_transfer_never_into_a_foreign_directory(
+    small_bag, tmp_path, capsys
+):
+    from rlcg.data.ingest import ingest
+
+    ingest([small_bag], tmp_path / "ds", progress=False)
+    before = sorted(p.name for p in (tmp_path / "ds").iterdir())
+    assert main(["train-q", "--data", small_bag, "--out", str(tmp_path / "ds"), "--steps", "1", "--no-progress"]) == 2
+    assert "holds a dataset or bags" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == before
+    mine = tmp_path / "docs"
+    mine.mkdir()
+    (mine / "report.md").write_text("# my report")
+    argv = ["bench", "transfer", "--out", str(mine), "--sim-episodes", "4", "--real-episodes", "4", "--workers", "1"]
+    assert main(argv) == 2
+    assert "holds no benchmark run" in capsys.readouterr().err
+    assert (mine / "report.md").read_text() == "# my report" and [p.name for p in mine.iterdir()] == ["report.md"]
+
+
+def test_no_more_simulator_processes_than_episodes(monkeypatch):
+    from rlcg import rollout
+
+    started = []
+    real_init = rollout.EpisodeRunner.__init__
+
+    def recording_init(self, spec, workers=1):
+        started.append(workers)
+        real_init(self, spec, workers)
+
+    monkeypatch.setattr(rollout.EpisodeRunner, "__init__", recording_init)
+    spec = rollout.RolloutSpec(policy="random", episodes=1, image_size=64)
+    assert len(list(rollout.iter_episodes(spec, workers=8))) == 1 and started == [1]

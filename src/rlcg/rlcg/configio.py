@@ -125,7 +125,14 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return {_convert(key_tp, k, f"{where}"): _convert(val_tp, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+            hint = ""
+            if isinstance(value, str):
+                try:
+                    float(value)
+                    hint = " (YAML reads 1e6 as text: write 1.0e6)"
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}{hint}")
         if not math.isfinite(value):  # NaN or infinity would only come out later as broken numbers
             raise ConfigError(f"{where}: expected a finite number, got {_show(value)}")
         return float(value)

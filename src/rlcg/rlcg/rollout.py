@@ -243,7 +243,8 @@ class EpisodeRunner:
 
 def iter_episodes(spec: RolloutSpec, workers: int = 1) -> Iterator[Episode]:
     """Episodes of ``spec`` in seed order, computed by ``workers`` processes."""
-    with EpisodeRunner(spec, workers) as runner:
+    # no more processes than episodes: each worker starts a simulator of its own
+    with EpisodeRunner(spec, max(1, min(workers, len(spec.episode_seeds())))) as runner:
         yield from runner.run(spec.episode_seeds())
 
 

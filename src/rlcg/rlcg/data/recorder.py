@@ -62,6 +62,8 @@ class EpisodeRecorder:
             raise RecorderError(f"max_episodes_per_bag must be at least 1, got {max_episodes_per_bag}")
         if max_bag_bytes is not None and max_bag_bytes < 1:
             raise RecorderError(f"max_bag_bytes must be positive, got {max_bag_bytes}")
+        if not str(out_dir).strip():
+            raise RecorderError("the bag directory has no name (an empty --out or bag_dir)")
         self.out_dir = Path(out_dir).expanduser()  # `bag_dir:=~/bags` reaches a ROS node unexpanded
         _refuse_existing(self.out_dir)
         self.storage = storage

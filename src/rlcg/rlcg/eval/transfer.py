@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rlcg.errors import CommandError
 from rlcg.gan.methods import GAN_METHODS, METHODS
-from rlcg.sim.commands import nonnegative_int, positive_int
+from rlcg.sim.commands import int_within, nonnegative_int, positive_int
 
 EVAL_SEED = 1000
 METHOD_ORDER = METHODS  # the report's rows, in Table 1's order
@@ -105,7 +105,7 @@ def register_transfer(bench_sub) -> None:
         help="use this sim-only policy ('default': the shipped one) instead of training one; every other method "
         "starts from it (default: the preset's: smoke trains one, paper uses 'default')",
     )
-    p.add_argument("--workers", type=positive_int, default=2)
+    p.add_argument("--workers", type=int_within(1, 256), default=2)
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", required=True, metavar="REPORT_DIR")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -132,6 +132,8 @@ def _check_same_settings(out: Path, real, preset: TransferPreset, seed: int) -> 
                 "runs do not belong to this one: choose another --out"
             )
         return
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):  # its report.md would be overwritten
+        raise CommandError(f"{out} is not empty and holds no benchmark run (settings.json); choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(settings, indent=2, sort_keys=True))
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from rlcg.device import DEVICE_CHOICES, device_name, resolve_device, single_process_only
 from rlcg.errors import CommandError
 from rlcg.gan.methods import GAN_METHODS, METHODS, METHODS_WITH_F
-from rlcg.sim.commands import nonnegative_float, nonnegative_int, positive_float, positive_int
+from rlcg.sim.commands import int_within, nonnegative_float, nonnegative_int, positive_float, positive_int
 
 METHOD_HELP = (
     "sim-only / randomized-sim: Q alone on --sim-data (sim or randomized-domain episodes); gan: G adversarially, "
@@ -24,7 +24,7 @@ METHOD_HELP = (
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="training steps (default: 3000 Q-only, 2000 GAN)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="batch (default: 64 Q-only, 8 GAN)")
+    p.add_argument("--batch-size", type=int_within(1, 65_536), default=None, help="batch (default: 64 Q-only, 8 GAN)")
     p.add_argument("--real-rl", action="store_true", help="Q_real also learns from the real transitions (Table 2)")
     p.add_argument(
         "--real-rl-share",
@@ -46,9 +46,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--q-batch-size",
-        type=positive_int,
-        default=32,
-        help="transitions per Q update of the GAN methods, at least --batch-size (default: 32)",
+        type=int_within(1, 65_536),
+        default=None,
+        help="transitions per Q update of the GAN methods, at least --batch-size (default: 32, or --batch-size "
+        "if that is larger)",
     )
     p.add_argument(
         "--init-q",
@@ -84,12 +85,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="GAN methods: the Q-networks' Adam rate (default: 5e-4)",
     )
-    p.add_argument("--gen-width", type=positive_int, default=16, help="generator base width (default: 16)")
-    p.add_argument("--gen-blocks", type=positive_int, default=4, help="generator residual blocks (default: 4)")
-    p.add_argument("--disc-width", type=positive_int, default=64, help="discriminator base width (default: 64)")
+    p.add_argument("--gen-width", type=int_within(1, 512), default=16, help="generator base width (default: 16)")
+    p.add_argument("--gen-blocks", type=int_within(1, 64), default=4, help="generator residual blocks (default: 4)")
+    p.add_argument("--disc-width", type=int_within(1, 1024), default=64, help="discriminator base width (default: 64)")
     p.add_argument(
         "--disc-layers",
-        type=positive_int,
+        type=int_within(1, 5),
         default=3,
         help="discriminator stride-2 layers: 2 sees 34x34 patches, 3 sees 70x70 (default: 3, CycleGAN's)",
     )
@@ -300,8 +301,8 @@ def register_bench(bench_sub) -> None:
     p.add_argument(
         "--repeats",
         type=positive_int,
-        default=3,
-        help="ablation rounds, the four variants taking turns in each; medians are reported (default: 3)",
+        default=None,
+        help="with --ablation: rounds, the four variants taking turns in each; medians are reported (default: 3)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_bench_train)
@@ -332,7 +333,7 @@ def build_gan_config(args, method: str, steps: int, batch: int):
         method=method,
         steps=steps,
         batch_size=batch,
-        q_batch_size=max(args.q_batch_size, batch),
+        q_batch_size=args.q_batch_size or max(32, batch),
         lr_schedule=args.lr_schedule,
         lr_decay_from=args.lr_decay_from,
         q_updates_per_step=args.q_updates_per_step,
@@ -374,6 +375,9 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from rlcg.rl.commands import refuse_data_as_output
+
+    refuse_data_as_output(out)
     device = resolve_device(args.device)  # a missing GPU is an error before any data is read
     sim_data, (h, _) = _open(sim_specs, "--sim-data")
     sim = SimConfig.load(image_size=h)
@@ -522,6 +526,11 @@ def unused_options(args) -> list[str]:
 
 
 def cmd_train(args) -> int:
+    batch = args.batch_size or 8
+    if args.method in GAN_METHODS and args.q_batch_size is not None and args.q_batch_size < batch:
+        raise CommandError(
+            f"--q-batch-size {args.q_batch_size} is below --batch-size {batch}; it must be at least that"
+        )
     if args.method in GAN_METHODS and not args.real_data:
         raise CommandError(f"--method {args.method} needs --real-data (real images for the GAN)")
     if args.method not in GAN_METHODS:
@@ -632,6 +641,9 @@ def cmd_bench_train(args) -> int:
     from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, WeightedSources
     from rlcg.sim.config import SimConfig
 
+    if args.repeats is not None and not args.ablation:
+        raise CommandError("--repeats sets the rounds of --ablation; pass both, or neither")
+    repeats = args.repeats or 3
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = (
@@ -698,7 +710,7 @@ def cmd_bench_train(args) -> int:
             }
             # rounds in turn, so that a slow spell of a shared machine hits every variant alike
             runs: dict[str, list[float]] = {k: [] for k in variants}
-            for _ in range(args.repeats):
+            for _ in range(repeats):
                 for k, v in variants.items():
                     runs[k].append(steps_per_s("rl-cyclegan", device, **v))
             hot = {f"{k}_steps_per_s": float(np.median(r)) for k, r in runs.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from rlcg.sim.commands import (
     add_world_args,
     cem_from_args,
     image_size,
+    int_within,
     nonnegative_int,
     png_path,
     positive_float,
@@ -33,8 +35,8 @@ def parse_data_arg(text: str) -> tuple[str, float]:
             w = float(weight)
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"{text!r}: weight {weight!r} is not a number") from exc
-        if not w > 0:
-            raise argparse.ArgumentTypeError(f"{text!r}: weight must be > 0")
+        if not (math.isfinite(w) and w > 0):
+            raise argparse.ArgumentTypeError(f"{text!r}: weight must be a finite number above 0")
         return path, w
     return text, 1.0
 
@@ -72,7 +74,7 @@ def register(sub) -> None:
         default=None,
         help="start from this policy checkpoint's weights (same network); ignored when --resume continues a run",
     )
-    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--batch-size", type=int_within(1, 65_536), default=64, help="transitions per step (default: 64)")
     p.add_argument("--lr", type=positive_float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     p.add_argument(
         "--lr-schedule",
@@ -85,7 +87,7 @@ def register(sub) -> None:
     p.add_argument("--clipped-double-q", action="store_true", help="min of Polyak and lagged target networks")
     p.add_argument("--use-z", action="store_true", help="the action's z offset is a network input")
     p.add_argument(
-        "--channels", type=positive_int, nargs="+", default=[32, 64, 64], help="conv widths (default: 32 64 64)"
+        "--channels", type=int_within(1, 1024), nargs="+", default=[32, 64, 64], help="conv widths (default: 32 64 64)"
     )
     p.add_argument(
         "--cem",
@@ -174,7 +176,7 @@ def register(sub) -> None:
     q.add_argument("--seed", type=nonnegative_int, default=0, help="scene seed")
     q.add_argument("--bins", choices=["single", "multi"], default="single")
     q.add_argument("--objects", choices=["train", "test", "all"], default="test")
-    q.add_argument("--scale", type=positive_int, default=6, help="upscaling of the image (default: 6)")
+    q.add_argument("--scale", type=int_within(1, 32), default=6, help="upscaling of the image (default: 6)")
     q.add_argument("--out", required=True, type=png_path, metavar="PNG")
     q.set_defaults(handler=cmd_viz_q)
 
@@ -214,6 +216,19 @@ def _set_threads(n: int | None) -> None:
 
     if n:
         torch.set_num_threads(n)
+
+
+def refuse_data_as_output(out: Path, flag: str = "--out") -> None:
+    """A run writes checkpoints and logs into ``out``: never into a dataset or a bag directory."""
+    from rlcg.data.bags import STORAGE_SUFFIXES
+    from rlcg.data.store import is_dataset
+
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"{flag} {out} is a file; a run needs a directory")
+    if is_dataset(out) or (
+        out.is_dir() and any(p.suffix in STORAGE_SUFFIXES or p.name == "metadata.yaml" for p in out.iterdir())
+    ):
+        raise CommandError(f"{flag} {out} holds a dataset or bags; a run needs a directory of its own")
 
 
 def open_sources(specs: list[tuple[str, float]]):
@@ -264,6 +279,7 @@ def cmd_train_q(args) -> int:
         checkpoint_every=args.checkpoint_every,
     )
     out = Path(args.out)
+    refuse_data_as_output(out)
     if (out / "config.json").exists() and not args.resume:
         raise CommandError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another --out")
     if args.resume and not (out / "config.json").exists():

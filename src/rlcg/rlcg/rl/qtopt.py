@@ -252,7 +252,7 @@ class QTOptTrainer:
         if state is None:  # an exported policy: resuming would start from scratch and overwrite it
             raise RlcgError(
                 f"{self.out}: this checkpoint has no training state to resume (an exported policy?); "
-                "start a new run from its weights with --init instead"
+                "start a new run from its weights instead (rlcg train-q --init, rlcg train --init-q)"
             )
 
         if to_dict(self.qnet.config) != cfg["qnet"]:
@@ -291,8 +291,9 @@ class QTOptTrainer:
     def _init_from(self, path: Path) -> None:
         """Start a fresh run from another policy's weights (warm start across data-collection rounds)."""
         from rlcg.errors import RlcgError
+        from rlcg.rl.policy import resolve_policy_path
 
-        cfg, weights, _ = load_checkpoint(path, kind=POLICY_KIND)
+        cfg, weights, _ = load_checkpoint(resolve_policy_path(path), kind=POLICY_KIND)
         if to_dict(self.qnet.config) != cfg["qnet"]:
             raise RlcgError(
                 f"{path}: its network differs from this run's (--channels, --use-z, image size); cannot init"

@@ -23,14 +23,28 @@ def _checked(value, ok: bool, expected: str, text: str):
     return value
 
 
+MAX_INT = 2**63 - 1  # what torch and numpy take as a seed or a count
+
+
 def positive_int(text: str) -> int:
     value = int(text)
-    return _checked(value, value >= 1, "at least 1", text)
+    return _checked(value, 1 <= value <= MAX_INT, "at least 1 (and below 2^63)", text)
 
 
 def nonnegative_int(text: str) -> int:
     value = int(text)
-    return _checked(value, value >= 0, "at least 0", text)
+    return _checked(value, 0 <= value <= MAX_INT, "at least 0 (and below 2^63)", text)
+
+
+def int_within(low: int, high: int):
+    """An argparse type: an integer within [low, high] (sizes whose excess only exhausts memory)."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        return _checked(value, low <= value <= high, f"within {low}..{high}", text)
+
+    parse.__name__ = f"integer within {low}..{high}"
+    return parse
 
 
 def positive_float(text: str) -> float:
@@ -52,7 +66,7 @@ def unit_fraction(text: str) -> float:
 
 
 def png_path(text: str) -> str:
-    if not text.lower().endswith(".png"):
+    if not text.lower().endswith(".png") or not Path(text).stem or Path(text).name.startswith("."):
         raise argparse.ArgumentTypeError(f"the output is a PNG file, so its name ends in .png, got {text!r}")
     return text
 
@@ -89,7 +103,7 @@ def add_world_args(
         default=default_seed,
         help=f"base seed; episode i uses a seed derived from it (default: {default_seed})",
     )
-    p.add_argument("--workers", type=positive_int, default=1, help="worker processes (default: 1)")
+    p.add_argument("--workers", type=int_within(1, 256), default=1, help="worker processes (default: 1)")
     p.add_argument(
         "--objects",
         choices=["train", "test", "all"],
@@ -195,7 +209,7 @@ def register(sub) -> None:
     p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: 64)")
     p.add_argument(
         "--scale",
-        type=positive_int,
+        type=int_within(1, 32),
         default=None,
         help="upscale each image by this factor in the grid (default: to about 128 pixels)",
     )
