@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
-from data_helpers import real_episodes, write_bag
+from data_helpers import real_episodes, storage_file, write_bag
 
 from rlcg.cli import main
 from rlcg.data import topics
@@ -81,3 +82,50 @@ def test_bench_ingest_reports_the_ratio(capsys):
         assert report[key] > 0, key
     assert report["ratio"] == pytest.approx(report["ingest_mb_per_s"] / report["raw_read_mb_per_s"])
     assert report["transitions"] == 6 and report["messages"] == 6 * 7
+
+
+def test_damaged_datasets_exit_2_with_one_line(bag_dir, tmp_path, capsys):
+    root, _ = bag_dir
+    out = tmp_path / "ds"
+    assert main(["data", "ingest", str(root / "bags"), "--out", str(out), "--no-progress"]) == 0
+    (out / "shard_00000" / "images.npy").write_bytes(b"")
+    capsys.readouterr()
+    cases = [
+        (["data", "info", str(out)], "images.npy is empty (0 bytes)"),
+        (["data", "ingest", str(root / "bags"), "--out", str(out), "--append"], "rebuild it from its bags"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    index = json.loads((out / "dataset.json").read_text())
+    index["image_size"] = "abc"
+    (out / "dataset.json").write_text(json.dumps(index))
+    assert main(["data", "info", str(out)]) == 2
+    assert "dataset.json is damaged: image_size must be" in capsys.readouterr().err
+
+
+def test_info_on_bags_that_cannot_be_read_exits_2_after_its_report(bag_dir, tmp_path, capsys):
+    root, _ = bag_dir
+    whole = storage_file(root / "bags" / "one").read_bytes()
+    for name, data in [("empty", b""), ("garbage", bytes(range(256)) * 8), ("cut", whole[:400])]:
+        path = tmp_path / f"{name}.mcap"
+        path.write_bytes(data)
+        assert main(["data", "info", str(path)]) == 2, name
+        captured = capsys.readouterr()
+        assert "0 complete" in captured.out and "problems:     none" not in captured.out
+        assert f"nothing could be read from {path}" in captured.err and "Traceback" not in captured.err
+        assert main(["data", "info", str(path), "--json"]) == 2
+        assert json.loads(capsys.readouterr().out)["episodes"] == 0
+
+
+@pytest.mark.parametrize("text", ["", ":::: {{ not yaml", "hello"])
+def test_info_reports_a_damaged_metadata_yaml_and_reads_the_storage_files(bag_dir, tmp_path, capsys, text):
+    root, _ = bag_dir
+    bag = tmp_path / "bag"
+    shutil.copytree(root / "bags" / "one", bag)
+    (bag / "metadata.yaml").write_text(text)
+    assert main(["data", "info", str(bag)]) == 0
+    out = capsys.readouterr().out
+    assert "episodes:     2 complete" in out and "corrupt 1" in out
+    assert f"{bag / 'metadata.yaml'}: metadata.yaml " in out and "read without it" in out

@@ -185,3 +185,76 @@ def test_ingest_memory_stays_flat(tmp_path):
     data_bytes = sum(f.stat().st_size for f in (tmp_path / "ds").glob("shard_*/*.npy"))
     assert report.transitions == 50 * 12 and data_bytes > 8e6
     assert peak < 0.2 * data_bytes, (peak, data_bytes)
+
+
+def _damage_npy(path, how):
+    data = path.read_bytes()
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "header_cut":
+        path.write_bytes(data[:30])
+    elif how == "garbage":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    elif how == "header_garbled":
+        path.write_bytes(data[:10] + bytes(range(100, 200)) + data[110:])
+    elif how == "data_cut":
+        path.write_bytes(data[:-10])
+    elif how == "extra_bytes":
+        path.write_bytes(data + b"xx")
+
+
+@pytest.mark.parametrize("how", ["empty", "header_cut", "garbage", "header_garbled", "data_cut", "extra_bytes"])
+def test_a_damaged_npy_file_is_a_dataset_error_naming_it(tmp_path, bags, how):
+    out = tmp_path / "ds"
+    ingest([bags / "a"], out, progress=False)
+    npy = next(out.glob("shard_*/images.npy"))
+    _damage_npy(npy, how)
+    with pytest.raises(DatasetError, match="images.npy") as err:
+        TransitionDataset.open(out)
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("how", ["empty", "data_cut", "episodes"])
+def test_appending_to_a_damaged_dataset_is_refused_and_changes_nothing(tmp_path, bags, how):
+    out = tmp_path / "ds"
+    ingest([bags / "a"], out, progress=False)
+    if how == "episodes":
+        next(out.glob("shard_*/episodes.json")).write_text("[1, 2]")
+    else:
+        _damage_npy(next(out.glob("shard_*/images.npy")), how)
+    index = (out / "dataset.json").read_text()
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(DatasetError, match="is damaged, nothing was appended.*rebuild it from its bags"):
+        ingest([bags / "b"], out, append=True, progress=False)
+    assert (out / "dataset.json").read_text() == index and sorted(p.name for p in out.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("image_size", "abc"),
+        ("image_size", [64]),
+        ("image_size", [64, 64, 3]),
+        ("image_size", [64, -1]),
+        ("image_size", [64.5, 64]),
+        ("image_size", None),  # null only in a dataset without shards
+        ("transitions", -1),
+        ("episodes", "6"),
+        ("domains", "sim"),
+        ("shards", {"name": "shard_00000"}),
+        ("shards", [{"name": "shard_00000"}]),
+        ("shards", [{"name": "../x", "transitions": 1}]),
+        ("shards", ["shard_00000"]),
+        ("sources", [{}]),
+    ],
+)
+def test_bad_fields_of_the_index_are_dataset_errors_naming_the_field(tmp_path, bags, field, value):
+    out = tmp_path / "ds"
+    ingest([bags / "a"], out, progress=False)
+    index = json.loads((out / "dataset.json").read_text())
+    index[field] = value
+    (out / "dataset.json").write_text(json.dumps(index))
+    with pytest.raises(DatasetError, match=f"dataset.json is damaged: {field}"):
+        TransitionDataset.open(out)
+    with pytest.raises(DatasetError, match=f"dataset.json is damaged: {field}"):
+        ingest([bags / "b"], out, append=True, progress=False)

@@ -39,7 +39,9 @@ def register(sub) -> None:
         "info",
         help="episodes, success rate, domains, image sizes, duration and topic counts of bags or a dataset",
         description="Summarise a bag, a directory of bags, or an ingested dataset. Bags are read whole, so "
-        "damaged or incomplete episodes are listed as problems.",
+        "damaged or incomplete episodes are listed as problems. Exits with status 2 when not one episode "
+        "of the bags could be read and problems say why (after printing the report), or when a dataset "
+        "is damaged.",
     )
     q.add_argument("path", metavar="PATH", help="a bag directory, a directory of bags, a .mcap/.db3 file, or a dataset")
     q.add_argument("--json", action="store_true", help="print one JSON object")
@@ -92,13 +94,18 @@ def register_bench(bench_sub) -> None:
 
 # --------------------------------------------------------------------------- handlers
 def cmd_info(args) -> int:
-    from rlcg.data.info import format_info, info
+    from rlcg.data.info import format_info, info, nothing_read
 
     report = info(args.path)
     if args.json:
         print(json.dumps(report))
     else:
         print(format_info(report))
+    error = nothing_read(report)
+    if error is not None:  # after the report, which lists the problems; scripts see the exit status
+        sys.stdout.flush()
+        print(f"rlcg data: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

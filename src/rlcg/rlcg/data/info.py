@@ -6,7 +6,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from rlcg.data.bags import Problems, bag_metadata, find_bags
+import yaml
+
+from rlcg.data.bags import METADATA, Problems, bag_metadata, find_bags
 from rlcg.data.decode import EpisodeStream
 from rlcg.data.store import is_dataset, read_index
 from rlcg.errors import RlcgError
@@ -14,6 +16,34 @@ from rlcg.errors import RlcgError
 
 def _rate(successes: int, episodes: int) -> float | None:
     return successes / episodes if episodes else None
+
+
+def metadata_problem(bag: Path) -> str | None:
+    """What is wrong with the metadata.yaml of a bag directory, or None when it is readable or absent
+    (a recording killed before writing it). Its storage files are read without it either way."""
+    meta = Path(bag) / METADATA
+    if Path(bag).is_file() or not meta.is_file():
+        return None
+    try:
+        data = yaml.safe_load(meta.read_text(encoding="utf-8"))
+    except Exception as exc:  # as bag_metadata: any file that does not parse
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return f"{METADATA} cannot be read ({why}); the storage files are read without it"
+    if data is None:
+        return f"{METADATA} is empty; the storage files are read without it"
+    if not isinstance(data, dict) or not isinstance(data.get("rosbag2_bagfile_information"), dict):
+        return f"{METADATA} holds no rosbag2_bagfile_information; the storage files are read without it"
+    return None
+
+
+def nothing_read(report: dict) -> str | None:
+    """For bags of which not one episode could be read, and problems say why: the error to exit with."""
+    if report["kind"] != "bags" or report["episodes"] or not report["problems"]:
+        return None
+    return (
+        f"nothing could be read from {report['path']}: no complete episode in {len(report['bags'])} bag(s) "
+        f"({', '.join(f'{n} {k}' for k, n in sorted(report['problems'].items()))})"
+    )
 
 
 def bag_info(path: str | Path) -> dict:
@@ -30,6 +60,9 @@ def bag_info(path: str | Path) -> dict:
     if not found:  # a mistyped directory must not read as a healthy, empty recording
         raise RlcgError(f"no rosbag2 bags found in {path}")
     for bag in found:
+        why = metadata_problem(bag)
+        if why is not None:
+            problems.add("corrupt", Path(bag) / METADATA, "", why)
         stream = EpisodeStream(bag, problems, enforce_size=False, count_topics=True)
         n = 0
         for ep in stream:

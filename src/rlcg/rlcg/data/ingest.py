@@ -7,7 +7,6 @@ streamed into memory-mappable shard files; memory use stays at one episode howev
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -18,7 +17,6 @@ from rlcg.data.bags import Problems, find_bags, storage_files
 from rlcg.data.decode import EpisodeStream
 from rlcg.data.store import (
     DEFAULT_SHARD_BYTES,
-    EPISODES,
     DatasetError,
     EpisodeRecord,
     ShardWriter,
@@ -26,6 +24,7 @@ from rlcg.data.store import (
     new_index,
     next_shard_name,
     read_index,
+    verify_dataset,
     write_index,
 )
 from rlcg.errors import RlcgError
@@ -87,18 +86,9 @@ def episode_key(episode_id: str, policy: str, start_ns: int, end_ns: int) -> tup
     return (str(episode_id), str(policy), int(start_ns), int(end_ns))
 
 
-def dataset_episode_keys(root: Path, index: dict) -> dict[tuple[str, str, int, int], str]:
-    """The episode keys of an ingested dataset, each with the bag it came from."""
-    keys = {}
-    for shard in index["shards"]:
-        path = Path(root) / shard["name"] / EPISODES
-        try:
-            records = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: {exc}") from exc
-        for r in records:
-            keys[episode_key(r["episode_id"], r["policy"], r["start_ns"], r["end_ns"])] = r["bag"]
-    return keys
+def dataset_episode_keys(records: list[dict]) -> dict[tuple[str, str, int, int], str]:
+    """The episode keys of an ingested dataset's episode records, each with the bag it came from."""
+    return {episode_key(r["episode_id"], r["policy"], r["start_ns"], r["end_ns"]): r["bag"] for r in records}
 
 
 def bag_fingerprint(bag: Path, files: list[Path] | None = None) -> str:
@@ -154,15 +144,22 @@ def ingest(
             raise DatasetError(
                 f"{out} holds {index['image_size'][0]}x{index['image_size'][1]} images, not {image_size}"
             )
+        try:  # headers and sizes only: new shards must not be added to a dataset that cannot be read
+            records = verify_dataset(out, index)
+        except DatasetError as exc:
+            raise DatasetError(
+                f"{out} is damaged, nothing was appended ({exc}); rebuild it from its bags into a new directory"
+            ) from exc
     else:
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise DatasetExistsError(f"{out} exists and is not an rlcg dataset; choose a new directory")
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         index = new_index(image_size)
+        records = []
 
     known = {s["fingerprint"]: s for s in index["sources"]}
-    seen = dataset_episode_keys(out, index)
+    seen = dataset_episode_keys(records)
     size = tuple(index["image_size"]) if index["image_size"] else None
     domains: list[str] = list(index["domains"])
     episodes_total = int(index["episodes"])

@@ -203,6 +203,55 @@ class ShardWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _is_count(value) -> bool:
+    """A non-negative int (not a bool, which JSON readers would otherwise let through as 0 or 1)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_index(path: Path, index: dict) -> None:
+    """The fields readers and ingest rely on, with a DatasetError naming the first bad one."""
+
+    def bad(field: str, want: str, where: dict, key: str) -> DatasetError:
+        got = json.dumps(where[key]) if key in where else "missing"
+        got = got if len(got) <= 60 else got[:57] + "..."
+        return DatasetError(f"{path} is damaged: {field} must be {want}, not {got}")
+
+    size = index.get("image_size")
+    if size is not None and not (
+        isinstance(size, list) and len(size) == 2 and all(_is_count(v) and v > 0 for v in size)
+    ):
+        raise bad("image_size", "null or two positive integers [H, W]", index, "image_size")
+    for field in ("transitions", "episodes"):
+        if not _is_count(index.get(field)):
+            raise bad(field, "a non-negative integer", index, field)
+    domains = index.get("domains")
+    if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
+        raise bad("domains", "a list of strings", index, "domains")
+    shards = index.get("shards")
+    if not isinstance(shards, list):
+        raise bad("shards", "a list of objects with a name and transitions", index, "shards")
+    for k, shard in enumerate(shards):
+        if not isinstance(shard, dict):
+            raise bad(f"shards[{k}]", "an object with a name and transitions", {"s": shard}, "s")
+        name = shard.get("name")
+        if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name:
+            raise bad(f"shards[{k}].name", "the name of a shard directory", shard, "name")
+        for field in ("transitions", "episodes"):
+            if (field in shard or field == "transitions") and not _is_count(shard.get(field)):
+                raise bad(f"shards[{k}].{field}", "a non-negative integer", shard, field)
+    if shards and size is None:
+        raise bad("image_size", "two positive integers [H, W] in a dataset with shards", index, "image_size")
+    sources = index.get("sources")
+    if not isinstance(sources, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("fingerprint"), str) for s in sources
+    ):
+        raise bad("sources", "a list of objects with a fingerprint", index, "sources")
+    if "translation" in index and not (
+        isinstance(index["translation"], dict) and isinstance(index["translation"].get("generator"), str)
+    ):
+        raise bad("translation", "an object naming its generator", index, "translation")
+
+
 def read_index(root: Path) -> dict:
     path = Path(root) / INDEX
     try:
@@ -215,6 +264,7 @@ def read_index(root: Path) -> dict:
         raise DatasetError(f"{path} is not an {FORMAT} index")
     if index.get("version") != VERSION:
         raise DatasetError(f"{path} has format version {index.get('version')}; this rlcg reads version {VERSION}")
+    _check_index(path, index)
     return index
 
 
@@ -255,23 +305,122 @@ def next_shard_name(root: Path, index: dict) -> str:
 
 
 # --------------------------------------------------------------------------- reading
+def _brief(exc: BaseException) -> str:
+    """The first line of an exception's message, cut short (numpy quotes a damaged header whole)."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _read_npy_header(path: Path) -> tuple[np.dtype, tuple[int, ...], int, int]:
+    """dtype, shape, data offset and file size of a .npy file, from its header alone."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                raise DatasetError(f"{path} is empty (0 bytes)")
+            if f.read(6) != np.lib.format.MAGIC_PREFIX:
+                raise DatasetError(f"{path} is not a .npy file (it does not start with the .npy magic bytes)")
+            f.seek(0)
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version in ((2, 0), (3, 0)):
+                    shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    raise DatasetError(f"{path}: unsupported .npy format version {version[0]}.{version[1]}")
+            except (ValueError, TypeError, SyntaxError) as exc:  # a cut or garbled header
+                why = "its header cannot be parsed" if "parse header" in str(exc) else _brief(exc)
+                raise DatasetError(f"{path} is not a readable .npy file: {why}") from exc
+            return dtype, tuple(shape), f.tell(), size
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read: {exc.strerror or _brief(exc)}") from exc
+
+
+def check_column(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+    """That the .npy file ``path`` holds a ``dtype`` array of ``shape``, whole: header and file size
+    only, no data read."""
+    got_dtype, got_shape, offset, size = _read_npy_header(path)
+    if got_dtype != dtype or got_shape != shape:
+        raise DatasetError(f"{path} holds {got_dtype} {got_shape}, the index expects {dtype} {shape}")
+    want = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < want:
+        raise DatasetError(f"{path} is truncated: {size} bytes, its {dtype} {shape} array needs {want}")
+    if size > want:
+        raise DatasetError(f"{path} has {size - want} bytes past the end of its {dtype} {shape} array")
+
+
+def check_shard(root: Path, shard: dict, image_size: tuple[int, int]) -> None:
+    """The column files of one shard against the index, from their headers and sizes (cheap)."""
+    folder = Path(root) / shard["name"]
+    for name, (dtype, item_shape) in columns(image_size).items():
+        check_column(folder / f"{name}.npy", dtype, (shard["transitions"], *item_shape))
+
+
+# What readers and ingest take from each record of episodes.json (the fields of EpisodeRecord).
+_EPISODE_FIELDS = {
+    "index": int,
+    "episode_id": str,
+    "domain": str,
+    "policy": str,
+    "seed": int,
+    "bin_index": int,
+    "steps": int,
+    "success": bool,
+    "first": int,
+    "bag": str,
+    "start_ns": int,
+    "end_ns": int,
+}
+
+
+def read_episodes(root: Path, shard: dict) -> list[dict]:
+    """The episode records of one shard (its episodes.json), checked against the index."""
+    path = Path(root) / shard["name"] / EPISODES
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot be read: {exc.strerror or _brief(exc)}") from exc
+    except ValueError as exc:
+        raise DatasetError(f"{path} is damaged: {_brief(exc)}") from exc
+    if not isinstance(records, list):
+        raise DatasetError(f"{path} is damaged: not a list of episode records")
+    for k, r in enumerate(records):
+        for field, kind in _EPISODE_FIELDS.items():
+            value = r.get(field) if isinstance(r, dict) else None
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise DatasetError(f"{path} is damaged: record {k} has no {kind.__name__} {field!r}")
+    if "episodes" in shard and len(records) != shard["episodes"]:
+        raise DatasetError(f"{path} holds {len(records)} episodes, the index expects {shard['episodes']}")
+    return records
+
+
+def verify_dataset(root: Path, index: dict) -> list[dict]:
+    """Every shard of the dataset ``root`` checked without reading its columns' data: the .npy headers
+    and sizes, episodes.json, and the index's counts. Returns the episode records of all shards."""
+    size = tuple(index["image_size"]) if index["image_size"] else None
+    records: list[dict] = []
+    for shard in index["shards"]:
+        check_shard(root, shard, size)
+        records.extend(read_episodes(root, shard))
+    transitions = sum(s["transitions"] for s in index["shards"])
+    if len(records) != index["episodes"] or transitions != index["transitions"]:
+        raise DatasetError(
+            f"{Path(root) / INDEX}: its shards hold {len(records)} episodes and {transitions} transitions, "
+            f"its counts say {index['episodes']} and {index['transitions']}"
+        )
+    return records
+
+
 def load_shard(root: Path, shard: dict, image_size: tuple[int, int]) -> tuple[dict[str, np.ndarray], list[dict]]:
     """Memory-mapped columns and episode rows of one shard, checked against the index."""
     folder = Path(root) / shard["name"]
     arrays = {}
     for name, (dtype, item_shape) in columns(image_size).items():
         path = folder / f"{name}.npy"
+        check_column(path, dtype, (shard["transitions"], *item_shape))
         try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise DatasetError(f"{path}: cannot be memory-mapped: {exc}") from exc
-        if arr.dtype != dtype or arr.shape != (shard["transitions"], *item_shape):
-            raise DatasetError(
-                f"{path} holds {arr.dtype} {arr.shape}, the index expects {dtype} {(shard['transitions'], *item_shape)}"
-            )
-        arrays[name] = arr
-    try:
-        episodes = json.loads((folder / EPISODES).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"{folder / EPISODES}: {exc}") from exc
-    return arrays, episodes
+            arrays[name] = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:  # changed since it was checked
+            raise DatasetError(f"{path}: cannot be memory-mapped: {_brief(exc)}") from exc
+    return arrays, read_episodes(root, shard)
