@@ -258,3 +258,14 @@ def test_bad_fields_of_the_index_are_dataset_errors_naming_the_field(tmp_path, b
         TransitionDataset.open(out)
     with pytest.raises(DatasetError, match=f"dataset.json is damaged: {field}"):
         ingest([bags / "b"], out, append=True, progress=False)
+
+
+def test_bags_read_directly_that_hold_nothing_usable_name_the_bags_not_a_scratch_directory(tmp_path):
+    from rlcg.data.ingest import NothingIngestedError
+
+    bag = tmp_path / "bags" / "episodes_0000.mcap"
+    bag.parent.mkdir()
+    bag.write_bytes(b"not an mcap file at all")
+    with pytest.raises(NothingIngestedError) as err:
+        TransitionDataset.open(tmp_path / "bags")
+    assert "scratch" not in str(err.value) and "is unchanged" not in str(err.value), str(err.value)

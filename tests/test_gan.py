@@ -1011,3 +1011,21 @@ def test_ddp_with_two_gloo_processes_keeps_ranks_identical_and_resumes_as_if_nev
         assert torch.equal(load_file(str(tmp_path / f"resumed{rank}.safetensors"))["flat"], straight)
     with pytest.raises(RlcgError, match=r"trained by 2 process.*resumed by 1.*nproc_per_node 2"):
         _trainer(tmp_path / "resumed", steps=5, resume=True)
+
+
+def test_discriminator_layers_are_checked_against_the_image_size():
+    """The check refuses exactly the layer counts whose last normalised map is a single element
+    (InstanceNorm then fails mid-training with a traceback: --disc-layers 5 at 64 px)."""
+    from rlcg.configio import ConfigError
+    from rlcg.models.gan import DiscriminatorConfig, PatchDiscriminator
+
+    for size in (32, 64, 128):
+        for layers in range(1, 7):
+            cfg = DiscriminatorConfig(width=4, layers=layers)
+            try:
+                cfg.check_image_size(size)
+            except ConfigError:
+                with pytest.raises(ValueError):
+                    PatchDiscriminator(cfg)(torch.zeros(1, 3, size, size))
+            else:
+                PatchDiscriminator(cfg)(torch.zeros(1, 3, size, size))

@@ -29,6 +29,7 @@ import numpy as np
 
 from rlcg.data.bags import Problems
 from rlcg.data.store import DatasetError, is_dataset, load_shard, read_index
+from rlcg.errors import RlcgError
 
 log = logging.getLogger("rlcg.data")
 
@@ -158,9 +159,13 @@ class TransitionDataset:
 
         # with the run's other scratch files (removed at exit with them)
         tmp = tempfile.TemporaryDirectory(prefix="bags-", dir=scratch_root())
+        scratch = Path(tmp.name) / "dataset"
         try:
-            report = ingest([path], Path(tmp.name) / "dataset", progress=progress, fsync=False)
-            ds = cls._open_dataset(Path(tmp.name) / "dataset")
+            report = ingest([path], scratch, progress=progress, fsync=False)
+            ds = cls._open_dataset(scratch)
+        except RlcgError as exc:  # name the user's bags, not the scratch dataset they were read into
+            tmp.cleanup()
+            raise type(exc)(str(exc).replace(f"; {scratch} is unchanged", "").replace(str(scratch), str(path))) from exc
         except BaseException:
             tmp.cleanup()
             raise

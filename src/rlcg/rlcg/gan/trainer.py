@@ -431,6 +431,7 @@ class RLCycleGANTrainer:
         self.provenance = provenance or {}
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         flush_subnormals()
+        config.discriminator.check_image_size(qnet_config.image_size)
         gens, discs = Generators(config), Discriminators(config)
         init_weights(gens)
         init_weights(discs)

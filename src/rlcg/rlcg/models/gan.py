@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rlcg.configio import ConfigError
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -23,6 +25,15 @@ class DiscriminatorConfig:
     # and real images lack: rl-cyclegan 69.3% against 73.5% over two seeds in pseudo-real (docs/results.md).
     width: int = 64
     layers: int = 3  # stride-2 layers: 2 gives 34x34 patches, 3 gives 70x70
+
+    def check_image_size(self, size: int) -> None:
+        """ConfigError if ``size`` x ``size`` images are too small for ``layers``: after the stride-2
+        layers the last normalised map needs more than one element."""
+        if size // 2**self.layers - 1 < 2:
+            most = max(n for n in range(1, 12) if size // 2**n - 1 >= 2) if size >= 12 else 0
+            raise ConfigError(
+                f"{self.layers} discriminator layers are too many for {size}x{size} images (at most {most})"
+            )
 
 
 class ResidualBlock(nn.Module):
