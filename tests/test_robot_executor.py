@@ -357,12 +357,15 @@ def test_two_goals_racing_never_both_move_the_arm():
     first = threading.Thread(target=lambda: results.update(first=ex.execute(goal())), name="first")
     first.start()
     assert inside.wait(5)
-    second = threading.Thread(target=lambda: results.update(second=ex.execute(goal(x=0.5))), name="second")
+    second_stages: list[str] = []  # moveit_executor_node takes "validate" to mean "this goal runs now"
+    second = threading.Thread(
+        target=lambda: results.update(second=ex.execute(goal(x=0.5), second_stages.append)), name="second"
+    )
     second.start()
     second.join(5)
     release.set()
     first.join(5)
-    assert results["second"].rejected and "busy" in results["second"].message
+    assert results["second"].rejected and "busy" in results["second"].message and second_stages == []
     assert results["first"].success and set(moves) == {"first"}
 
 
@@ -381,3 +384,20 @@ def test_a_motion_stopped_for_a_cancel_is_reported_canceled_not_aborted():
     b = StoppedMidMotion()
     result = GraspExecutor(b, SETTINGS).execute(goal(), cancel_requested=lambda: bool(canceled))
     assert result.canceled and not result.aborted and result.stage == "descend" and b.stopped
+
+
+def test_a_cancel_that_stops_the_trip_home_keeps_the_measured_outcome():
+    """The node stops the running motion when a cancel arrives; stopped on its way home, the arm had
+    already lifted and measured the grasp, and that outcome is reported (review of the cancel fix)."""
+    canceled: list[bool] = []
+
+    class StoppedGoingHome(RecordingBackend):
+        def move_to_joints(self, joints, settings):
+            canceled.append(True)
+            raise MotionError("trajectory execution failed: PREEMPTED")
+
+    b = StoppedGoingHome(object_width=0.03)
+    result = GraspExecutor(b, SETTINGS).execute(goal(), cancel_requested=lambda: bool(canceled))
+    assert result.canceled and not result.aborted and result.stage == "home"
+    assert result.success and result.lifted_height == SETTINGS.lift_height and result.opening == pytest.approx(0.03)
+    assert "canceled while going home" in result.message and b.stopped

@@ -421,3 +421,10 @@ def test_camera_info_of_another_size_or_frame_is_not_recorded_with_the_episode()
         d = r.decide(T0 + S + 1)
         assert (d.camera is not None) == recorded
         assert (topics.CAMERA_INFO in [m.topic for m in r.start_episode(d)]) == recorded
+
+
+def test_a_cem_the_node_cannot_run_names_its_parameters_not_the_checkpoint():
+    from rlcg.configio import ConfigError
+
+    with pytest.raises(ConfigError, match="policy_node parameters cem_iterations/cem_population/cem_elites"):
+        runner_for(model="default", cem_population=100_000)

@@ -166,7 +166,9 @@ class MoveItExecutorNode(Node):
         )
         # The node's clock (sim time under use_sim_time) is the one the policy stamps its goals on.
         self.executor_core = GraspExecutor(backend, self.settings, clock=lambda: now_ns(self))
-        self._stopping = threading.Event()  # a cancel stopped the running motion
+        self._cancels = threading.Lock()
+        self._canceled: set[bytes] = set()  # goals whose cancel was accepted
+        self._running: bytes | None = None  # the goal whose motions run (the others are refused as busy)
         self.server = ActionServer(
             self,
             ExecuteGrasp,
@@ -196,23 +198,37 @@ class MoveItExecutorNode(Node):
     def _on_cancel(self, handle) -> CancelResponse:
         # Stop the motion now: MoveItPy's execute() blocks until its trajectory ends and never looks
         # at the cancel. The stopped motion fails, and the executor reports the goal canceled.
-        # The flag is set first: rclpy marks the handle canceled only after this returns, and the
+        # The goal is marked first: rclpy marks the handle canceled only after this returns, and the
         # executing thread must not mistake the stopped motion for a failure in between.
-        if self.executor_core.busy:
-            self._stopping.set()
-            self.executor_core.backend.stop()
+        goal = bytes(handle.goal_id.uuid)
+        with self._cancels:
+            self._canceled.add(goal)
+            if self._running == goal:  # only the running goal's motion: a queued goal's cancel stops nothing
+                self.executor_core.backend.stop()
         return CancelResponse.ACCEPT
 
     def _execute(self, handle) -> ExecuteGrasp.Result:
+        goal = bytes(handle.goal_id.uuid)
+
         def feedback(stage: str) -> None:
+            if stage == "validate":  # sent once the executor holds its lock: this goal's motions run now
+                with self._cancels:
+                    self._running = goal
             msg = ExecuteGrasp.Feedback()
             msg.stage = stage
             handle.publish_feedback(msg)
 
-        self._stopping.clear()
-        result = self.executor_core.execute(
-            handle.request, feedback, lambda: handle.is_cancel_requested or self._stopping.is_set()
-        )
+        def cancel_requested() -> bool:
+            with self._cancels:
+                return handle.is_cancel_requested or goal in self._canceled
+
+        try:
+            result = self.executor_core.execute(handle.request, feedback, cancel_requested)
+        finally:
+            with self._cancels:
+                self._canceled.discard(goal)
+                if self._running == goal:
+                    self._running = None
         if result.canceled:
             handle.canceled()
         elif result.rejected or result.aborted:

@@ -198,9 +198,10 @@ def ingest(
                 key = episode_key(ep.episode_id, ep.policy, ep.start_ns, ep.end_ns)
                 if key in seen:
                     duplicates += 1
-                    report.problems.add(
-                        "duplicate_episode", bag, ep.episode_id, f"skipped: the same recording is in {seen[key]}"
-                    )
+                    if fingerprint not in known:  # a copy of the same bag is summed up in one line below
+                        report.problems.add(
+                            "duplicate_episode", bag, ep.episode_id, f"skipped: the same recording is in {seen[key]}"
+                        )
                     continue
                 seen[key] = str(bag)
                 if writer is None:
@@ -235,6 +236,14 @@ def ingest(
                 done_bytes = stream.reader.bytes_read
             bar.update(stream.reader.total_bytes - done_bytes)
             report.duplicate_episodes += duplicates
+            if fingerprint in known:
+                report.problems.add(
+                    "already_ingested",
+                    bag,
+                    "",
+                    f"read again, as {known[fingerprint]['bag']} lost episodes when it was ingested: "
+                    f"{source['episodes']} added, {duplicates} in the dataset already",
+                )
             report.rejected_episodes += stream.rejected
             if duplicates and not source["episodes"]:  # a copy that adds nothing is not a source
                 report.skipped_bags += 1

@@ -340,6 +340,7 @@ class GraspExecutor:
         b = self.backend
         stage = "validate"
         feedback(stage)
+        measured: GraspResult | None = None  # the outcome, once the gripper has been read after the lift
         try:
             plan = self.check(goal_msg)
         except GoalRejected as exc:
@@ -379,6 +380,7 @@ class GraspExecutor:
             )
             if plan.held_above_floor:
                 message += "; the descent stopped at min_fingertip_z"
+            measured = GraspResult(success, lifted, message, "check", opening=opening)
             # Release and home are tidying up: a cancel now still reports the measured outcome.
             tidy: list[Callable[[], Any]] = []
             if s.release_after_lift:
@@ -401,6 +403,16 @@ class GraspExecutor:
             return self._canceled(stage)
         except MotionError as exc:
             if cancel_requested():  # the node stopped the motion for the cancel: that is why it failed
+                if measured is not None:  # while tidying up: the grasp itself was measured, and stands
+                    self.backend.stop()
+                    return GraspResult(
+                        measured.success,
+                        measured.lifted_height,
+                        measured.message + "; canceled while going home",
+                        stage,
+                        canceled=True,
+                        opening=measured.opening,
+                    )
                 return self._canceled(stage)
             b.stop()
             return GraspResult(False, 0.0, f"{stage} failed: {exc}", stage, aborted=True)

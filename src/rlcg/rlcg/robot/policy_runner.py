@@ -140,6 +140,10 @@ def load_grasp_policy(settings: PolicyNodeSettings, loader: Callable[..., Any] |
         cem = CEMConfig(
             iterations=settings.cem_iterations, population=settings.cem_population, elites=settings.cem_elites
         )
+        try:  # the node's parameters, not the checkpoint: say so
+            cem.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"policy_node parameters cem_iterations/cem_population/cem_elites: {exc}") from None
         loader = lambda path, device: load_policy(path, device=device, cem=cem)  # noqa: E731
     try:
         return loader(settings.model, resolve_device(settings.device))

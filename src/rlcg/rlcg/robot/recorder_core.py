@@ -195,13 +195,16 @@ class RecorderCore:
 
     def _on_tf(self, msg: Any, item: _Buffered, static: bool) -> None:
         s = self.settings
+        updated = set()
         for t in msg.transforms:
             parent, child = str(t.header.frame_id).lstrip("/"), str(t.child_frame_id).lstrip("/")
             if parent and child and parent != child:
                 self._links[child] = (parent, t, static)
+                updated.add(child)
         chain = self._chain(s.world_frame, s.base_frame)
-        if chain is None:
-            return
+        on_chain = {str(t.child_frame_id).lstrip("/") for _p, t, _s in chain or []}
+        if chain is None or (self._world_base is not None and not updated & on_chain):
+            return  # /tf carries every joint of the arm: most messages leave the base where it was
         position, rotation = np.zeros(3), np.eye(3)
         for _parent, t, _static in chain:  # world -> ... -> base: compose from the world down
             tr, q = t.transform.translation, t.transform.rotation
