@@ -24,7 +24,9 @@ from rlcg_ros.node_util import declare_settings, now_ns, run
 class MoveItBackend:
     """rlcg.robot.executor.MotionBackend on MoveItPy (arm) and a GripperCommand action (fingers)."""
 
-    def __init__(self, node: Node, settings: ExecutorSettings, gripper_action: str, width_to_position: float):
+    def __init__(
+        self, node: Node, settings: ExecutorSettings, gripper_action: str, width_to_position: float, obstacles=()
+    ):
         from moveit.planning import MoveItPy  # Jazzy and later; not released for Humble
 
         self.node = node
@@ -36,19 +38,15 @@ class MoveItBackend:
         self.width_to_position = width_to_position
         self.opening = float("nan")
         self._gripper_goal = None
-        if settings.collision_scene:
-            self._add_obstacles(settings)
+        if obstacles:
+            self._add_obstacles(settings, obstacles)
 
-    def _add_obstacles(self, settings: ExecutorSettings) -> None:
+    def _add_obstacles(self, settings: ExecutorSettings, boxes) -> None:
         """Table and bins into the planning scene: OMPL plans the free-space moves around them."""
         from geometry_msgs.msg import Pose
         from moveit_msgs.msg import CollisionObject
         from shape_msgs.msg import SolidPrimitive
 
-        from rlcg.robot.scene import collision_boxes
-        from rlcg.sim.config import SimConfig
-
-        boxes = collision_boxes(SimConfig.load())
         with self.moveit.get_planning_scene_monitor().read_write() as scene:
             for box in boxes:
                 obj = CollisionObject()
@@ -161,11 +159,17 @@ class MoveItExecutorNode(Node):
         super().__init__("moveit_executor_node")
         self.settings = declare_settings(self, ExecutorSettings)
         action_name = self.settings.action_name
+        obstacles = []
+        if self.settings.collision_scene:
+            from rlcg.robot.scene import collision_boxes
+            from rlcg.sim.config import SimConfig
+
+            obstacles = collision_boxes(SimConfig.load())
         backend = MoveItBackend(
-            self, self.settings, self.settings.gripper_action, self.settings.gripper_position_per_width
+            self, self.settings, self.settings.gripper_action, self.settings.gripper_position_per_width, obstacles
         )
         # The node's clock (sim time under use_sim_time) is the one the policy stamps its goals on.
-        self.executor_core = GraspExecutor(backend, self.settings, clock=lambda: now_ns(self))
+        self.executor_core = GraspExecutor(backend, self.settings, clock=lambda: now_ns(self), obstacles=obstacles)
         self._cancels = threading.Lock()
         self._canceled: set[bytes] = set()  # goals whose cancel was accepted
         self._running: bytes | None = None  # the goal whose motions run (the others are refused as busy)

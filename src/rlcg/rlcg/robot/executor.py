@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -302,12 +302,20 @@ def holds_object(opening: float, settings: ExecutorSettings) -> bool:
 class GraspExecutor:
     """Runs one goal at a time through a MotionBackend, reporting stages through ``feedback``."""
 
-    def __init__(self, backend: MotionBackend, settings: ExecutorSettings, clock: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        backend: MotionBackend,
+        settings: ExecutorSettings,
+        clock: Callable[[], int] | None = None,
+        obstacles: Sequence[Any] = (),
+    ):
         """``clock`` gives now in ns on the clock that stamps the goals (the node's); without it
-        goals' ages are not checked."""
+        goals' ages are not checked. ``obstacles`` (rlcg.robot.scene.CollisionBox, the planning
+        scene's): a goal whose open gripper would touch one at the grasp is rejected."""
         self.backend = backend
         self.settings = settings
         self.clock = clock
+        self.obstacles = list(obstacles)
         self._running = threading.Lock()
 
     @property
@@ -318,6 +326,13 @@ class GraspExecutor:
         """Goal acceptance: GoalRejected if the goal must not run (the node rejects it)."""
         goal = GraspGoal.from_msg(goal_msg)
         plan = plan_grasp(goal, self.settings)
+        if self.obstacles:
+            from rlcg.robot.scene import gripper_obstacle
+
+            rotation = messages.tcp_rotation(plan.yaw)
+            hit = gripper_obstacle(plan.grasp.position, rotation, self.settings.gripper_open_width, self.obstacles)
+            if hit is not None:
+                raise GoalRejected(f"{hit} at the grasp; nothing moved")
         if self.clock is not None:
             check_goal_age(goal, self.clock(), self.settings)
         return plan

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from rlcg.sim.config import SimConfig
 
 TABLE_CLEARANCE = 0.005  # the table's box stops this far under the base, which stands on the table top
@@ -56,3 +58,45 @@ def collision_boxes(config: SimConfig) -> list[CollisionBox]:
         for name, size, (dx, dy, z) in parts:
             boxes.append(CollisionBox(f"bin_{i}_{name}", size, (cx + dx, cy + dy, z)))
     return boxes
+
+
+# The open gripper around its TCP, from urdf/rlcg_tool.xacro (tests/test_robot_scene.py checks them):
+# gripper frame x across the fingers' width, y along their travel, z out of the gripper (down at a grasp).
+FINGER_HALF = (0.0125, 0.006)  # half the finger box in x and y
+FINGER_Z = (-0.015, 0.055)  # the fingers span these heights above the TCP (tips 15 mm below it)
+PALM_HALF = (0.025, 0.075)
+PALM_Z = (0.055, 0.115)
+
+
+def _overlap(center, axes, half, box: CollisionBox) -> bool:
+    """Whether a rectangle in the table plane (centre, unit axes, half sizes) overlaps ``box``'s
+    footprint (separating axes: the box's two and the rectangle's two)."""
+    d = np.asarray(box.center[:2]) - center
+    box_half = np.asarray(box.size[:2]) / 2
+    for n in (np.array([1.0, 0.0]), np.array([0.0, 1.0]), *axes):
+        reach = half[0] * abs(axes[0] @ n) + half[1] * abs(axes[1] @ n) + box_half @ np.abs(n)
+        if abs(d @ n) >= reach:
+            return False
+    return True
+
+
+def gripper_obstacle(tcp: np.ndarray, rotation: np.ndarray, opening: float, boxes: list[CollisionBox]) -> str | None:
+    """The first box that the open gripper at the TCP pose (``tcp``, top-down ``rotation``) would
+    touch, or None. MoveIt would refuse the straight descent into such a pose after the arm had
+    already moved to the pre-grasp; the executor refuses the goal before anything moves."""
+    ux, uy = np.asarray(rotation)[:2, 0], np.asarray(rotation)[:2, 1]
+    axes = (ux / np.linalg.norm(ux), uy / np.linalg.norm(uy))
+    xy, z = np.asarray(tcp[:2], dtype=float), float(tcp[2])
+    parts = [  # (name, centre, half sizes, height range): the fingers open to ``opening`` between their pads
+        *(
+            (f"finger {side}", xy + side * (opening / 2 + FINGER_HALF[1]) * axes[1], FINGER_HALF, FINGER_Z)
+            for side in (1, -1)
+        ),
+        ("palm", xy, PALM_HALF, PALM_Z),
+    ]
+    for box in boxes:
+        low, high = box.center[2] - box.size[2] / 2, box.center[2] + box.size[2] / 2
+        for name, center, half, (z0, z1) in parts:
+            if z + z0 < high and z + z1 > low and _overlap(center, axes, half, box):
+                return f"the open gripper's {name} would hit {box.name}"
+    return None
