@@ -193,15 +193,7 @@ def world_sdf(config: SimConfig | None = None, seed: int = 0) -> str:
 
     # Bins: a floor and four walls, as the PyBullet trays.
     b = w.bins
-    ix, iy = b.inner_size[0] / 2, b.inner_size[1] / 2
-    th, h = b.wall_thickness, b.wall_height
-    parts = [
-        ("floor", (2 * (ix + th), 2 * (iy + th), b.floor_thickness), (0, 0, b.floor_thickness / 2)),
-        ("wall_front", (th, 2 * (iy + th), h), (ix + th / 2, 0, h / 2)),
-        ("wall_back", (th, 2 * (iy + th), h), (-ix - th / 2, 0, h / 2)),
-        ("wall_left", (2 * ix, th, h), (0, iy + th / 2, h / 2)),
-        ("wall_right", (2 * ix, th, h), (0, -iy - th / 2, h / 2)),
-    ]
+    parts = b.tray_parts()
     for i in range(b.count):
         tray = _sub(world, "model", name=f"bin_{i}")
         _sub(tray, "static", "true")

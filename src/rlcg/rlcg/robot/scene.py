@@ -44,18 +44,9 @@ def collision_boxes(config: SimConfig) -> list[CollisionBox]:
             "table", (t.size[0], t.size[1], t.size[2]), (t.center_xy[0], t.center_xy[1] - base_y, top - t.size[2] / 2)
         )
     ]
-    ix, iy = b.inner_size[0] / 2, b.inner_size[1] / 2
-    th, h = b.wall_thickness, b.wall_height
-    parts = [  # as the PyBullet trays and the Gazebo world (rlcg.robot.gz_world) build them
-        ("floor", (2 * (ix + th), 2 * (iy + th), b.floor_thickness), (0.0, 0.0, b.floor_thickness / 2)),
-        ("wall_front", (th, 2 * (iy + th), h), (ix + th / 2, 0.0, h / 2)),
-        ("wall_back", (th, 2 * (iy + th), h), (-ix - th / 2, 0.0, h / 2)),
-        ("wall_left", (2 * ix, th, h), (0.0, iy + th / 2, h / 2)),
-        ("wall_right", (2 * ix, th, h), (0.0, -iy - th / 2, h / 2)),
-    ]
     for i in range(b.count):
         cx, cy = b.center_x, b.center_y(i) - base_y
-        for name, size, (dx, dy, z) in parts:
+        for name, size, (dx, dy, z) in b.tray_parts():  # as PyBullet's trays and Gazebo's
             boxes.append(CollisionBox(f"bin_{i}_{name}", size, (cx + dx, cy + dy, z)))
     return boxes
 

@@ -45,6 +45,19 @@ class BinsConfig:
         """Height of the top face of a bin's floor (the table top is z = 0)."""
         return self.floor_thickness
 
+    def tray_parts(self) -> list[tuple[str, tuple[float, float, float], tuple[float, float, float]]]:
+        """A bin's floor and four walls as (name, full size, centre) boxes in its frame on the table
+        (x towards the front wall): the one geometry of PyBullet's trays, Gazebo's and MoveIt's."""
+        ix, iy = self.inner_size[0] / 2, self.inner_size[1] / 2
+        th, h = self.wall_thickness, self.wall_height
+        return [
+            ("floor", (2 * (ix + th), 2 * (iy + th), self.floor_thickness), (0.0, 0.0, self.floor_thickness / 2)),
+            ("wall_front", (th, 2 * (iy + th), h), (ix + th / 2, 0.0, h / 2)),
+            ("wall_back", (th, 2 * (iy + th), h), (-ix - th / 2, 0.0, h / 2)),
+            ("wall_left", (2 * ix, th, h), (0.0, iy + th / 2, h / 2)),
+            ("wall_right", (2 * ix, th, h), (0.0, -iy - th / 2, h / 2)),
+        ]
+
 
 @dataclass(frozen=True)
 class ObjectsConfig:

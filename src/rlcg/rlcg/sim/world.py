@@ -258,15 +258,8 @@ class ThreeBinWorld:
     def _make_tray(self, index: int) -> int:
         c = self.client
         b = self.config.world.bins
-        ix, iy = b.inner_size[0] / 2, b.inner_size[1] / 2
-        th, h = b.wall_thickness, b.wall_height
-        boxes = [  # (half extents, centre) of floor and four walls, in the tray frame on the table
-            ([ix + th, iy + th, b.floor_thickness / 2], [0, 0, b.floor_thickness / 2]),
-            ([th / 2, iy + th, h / 2], [ix + th / 2, 0, h / 2]),
-            ([th / 2, iy + th, h / 2], [-ix - th / 2, 0, h / 2]),
-            ([ix, th / 2, h / 2], [0, iy + th / 2, h / 2]),
-            ([ix, th / 2, h / 2], [0, -iy - th / 2, h / 2]),
-        ]
+        # (half extents, centre) of floor and four walls, in the tray frame on the table
+        boxes = [([s / 2 for s in size], list(center)) for _name, size, center in b.tray_parts()]
         col = c.createCollisionShapeArray(
             [pb.GEOM_BOX] * 5, halfExtents=[x[0] for x in boxes], collisionFramePositions=[x[1] for x in boxes]
         )
