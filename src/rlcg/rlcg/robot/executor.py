@@ -8,7 +8,8 @@ simulated descent stops at contact, since a straight-line descent on the robot h
 The yaw is folded into [-pi/2, pi/2] (the parallel gripper is symmetric), so the wrist never turns
 further than the policy's own range. Before anything moves, every waypoint (pre-grasp above the
 target, the grasp, the lift) is checked against the configured workspace box, the orientation must
-be a rotation about z, the frame must be the base frame, and the goal's stamp (the time of the image
+be a rotation about z, the frame must be the base frame, the open gripper at the grasp must clear
+the planning scene's boxes (a bin wall under a finger), and the goal's stamp (the time of the image
 the grasp was chosen on) must be at most ``max_goal_age_s`` old: a goal that fails any check is
 rejected and the robot never moves.
 
