@@ -9,6 +9,7 @@ Run it in the robot's namespace (lbr) so that MoveItPy finds joint_states and th
 from __future__ import annotations
 
 import threading
+import time
 
 from control_msgs.action import GripperCommand
 from geometry_msgs.msg import PoseStamped
@@ -32,6 +33,7 @@ class MoveItBackend:
         self.node = node
         # MoveItPy starts its own rclcpp node, which does not see this process's __ns remap: give it
         # the robot's namespace, or it plans from /joint_states and drives /<controller> outside it.
+        # (name_space: moveit_py 2.11 and later; Jazzy's 2.10.0 lacked it.)
         self.moveit = MoveItPy(node_name="rlcg_moveit_py", name_space=node.get_namespace())
         self.arm = self.moveit.get_planning_component(settings.planning_group)
         self.gripper = ActionClient(node, GripperCommand, gripper_action, callback_group=ReentrantCallbackGroup())
@@ -95,9 +97,9 @@ class MoveItBackend:
         return result.trajectory
 
     def _execute(self, trajectory) -> None:
-        status = self.moveit.execute(trajectory, controllers=[])
-        if status is not None and not bool(status):  # older builds return None (blocking execute)
-            raise MotionError(f"trajectory execution failed: {status}")
+        status = self.moveit.execute(trajectory, controllers=[])  # blocks; an ExecutionStatus
+        if not bool(status):  # true only for SUCCEEDED; PREEMPTED after stop()
+            raise MotionError(f"trajectory execution failed: {getattr(status, 'status', status)}")
 
     def plan_to_pose(self, waypoint: Waypoint, settings: ExecutorSettings) -> None:
         self._plan_pose(waypoint, settings)
@@ -234,7 +236,15 @@ class MoveItExecutorNode(Node):
                 if self._running == goal:
                     self._running = None
         if result.canceled:
-            handle.canceled()
+            # rclpy moves the goal to CANCELING only after _on_cancel returns, and CANCELED is
+            # allowed only from there: wait for it, or the call raises and the goal ends aborted.
+            deadline = time.monotonic() + 2.0
+            while not handle.is_cancel_requested and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if handle.is_cancel_requested:
+                handle.canceled()
+            else:
+                handle.abort()
         elif result.rejected or result.aborted:
             handle.abort()
         else:
