@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from rlcg.errors import RlcgError
 from rlcg.models.qnet import QNetConfig, QNetwork, as_image_tensor
@@ -145,7 +145,7 @@ def test_checkpoint_round_trip(tmp_path):
     assert len(set(ckpt.glob("*.safetensors"))) == 2 and not first & set(ckpt.glob("*.safetensors"))
 
 
-def test_saving_keeps_what_a_reader_needs_and_deletes_only_its_own_files(tmp_path):
+def test_saving_keeps_what_a_reader_needs_and_deletes_only_its_own_files(tmp_path, monkeypatch):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "my_other_model.safetensors").write_bytes(b"a user's file")
@@ -153,8 +153,18 @@ def test_saving_keeps_what_a_reader_needs_and_deletes_only_its_own_files(tmp_pat
     save_checkpoint(ckpt, "q-policy", {"step": 1}, {"w": torch.zeros(1)})
     read_by_a_reader = json.loads((ckpt / "config.json").read_text())["files"]["weights"]
     # a save killed after its weights were in place but before config.json named them
-    orphan = "model-20261129-120000-0123abcd.safetensors"
-    save_file({"w": torch.zeros(1)}, str(ckpt / orphan))
+    real_replace = os.replace
+
+    def killed_at_config(src, dst):
+        if str(dst).endswith("config.json"):
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_config)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(ckpt, "q-policy", {"step": 99}, {"w": torch.full((1,), 99.0)})
+    monkeypatch.setattr(os, "replace", real_replace)
+    (orphan,) = {p.name for p in ckpt.glob("model-*.safetensors")} - {read_by_a_reader}
     save_checkpoint(ckpt, "q-policy", {"step": 2}, {"w": torch.ones(1)})
     # a reader that parsed config.json before this save still finds the weights it names
     assert torch.equal(load_file(str(ckpt / read_by_a_reader))["w"], torch.zeros(1))
@@ -530,16 +540,20 @@ def test_a_checkpoint_with_a_bad_cem_block_is_a_checkpoint_error(tmp_path, cem, 
         load_policy(tmp_path / "c")
 
 
-def test_a_users_weights_file_in_a_new_output_directory_is_never_deleted(tmp_path):
-    """Files under the saves' own names are orphans only in a directory that holds a checkpoint;
-    in a fresh --out they are the user's (a copied model file) and stay."""
+def test_a_users_weights_file_is_never_deleted_whatever_its_name(tmp_path):
+    """Only files a save listed as its own (.save-<tag>.pending) are taken for a killed save's
+    orphans: a model file the user copied in, before or between saves, stays."""
     out = tmp_path / "out"
     out.mkdir()
-    mine = out / "model-20261126-221414-64a7600d.safetensors"
-    mine.write_bytes(b"the user's")
+    before = out / "model-20261126-221414-64a7600d.safetensors"
+    before.write_bytes(b"the user's")
     save_checkpoint(out, "q-policy", {}, {"w": torch.zeros(1)})
-    save_checkpoint(out, "q-policy", {}, {"w": torch.ones(1)})
-    assert mine.read_bytes() == b"the user's"
+    between = out / "model-20261127-101010-0123abcd.safetensors"
+    between.write_bytes(b"also the user's")
+    for _ in range(3):
+        save_checkpoint(out, "q-policy", {}, {"w": torch.ones(1)})
+    assert before.read_bytes() == b"the user's" and between.read_bytes() == b"also the user's"
+    assert not list(out.glob(".save-*"))
 
 
 @pytest.mark.parametrize("field, value", [("sha256", "x"), ("files", {"weights": "../other/model.safetensors"})])

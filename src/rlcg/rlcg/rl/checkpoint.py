@@ -6,8 +6,9 @@ mid-save) always sees a complete, consistent checkpoint. The files of the previo
 until the next one, so that a reader who parsed the old ``config.json`` still finds its weights.
 Only files of saves are ever deleted: those an earlier ``config.json`` named, and files under the
 names saves give (``model-<tag>.safetensors``, ``train-<tag>.safetensors``) that no ``config.json``
-names, left by a save killed before it replaced ``config.json`` (written after the last completed
-save: older ones are the user's, e.g. a copied weights file); never other files in the directory.
+names, left by a save killed before it replaced ``config.json``: each save lists its files in a
+``.save-<tag>.pending`` file until ``config.json`` names them, and only files so listed are ever taken
+for orphans; never other files in the directory (a weights file the user copied in stays).
 
 ``config.json`` also records each file's SHA-256 (``sha256``), and loading checks it: safetensors has
 no checksum of its own, so a bit flipped on disk would otherwise load as a changed weight. Checkpoints
@@ -100,11 +101,14 @@ def save_checkpoint(
     for leftover in [*path.glob(".model-*.tmp"), *path.glob(".train-*.tmp"), *path.glob(".config-*.json")]:
         leftover.unlink(missing_ok=True)  # temporary files of a save that was killed
     previous = _named_files(path)  # (this checkpoint's files, those of the save before it)
-    config_file = path / "config.json"
-    last_save_ns = config_file.stat().st_mtime_ns if config_file.is_file() else None
+    _delete_orphans(path, keep=previous[0])
     tag = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
     meta: dict[str, Any] = {"format": FORMAT, "version": VERSION, "kind": kind, "config": config}
     files = {"weights": f"model-{tag}.safetensors"}
+    if train_state is not None:
+        files["train_state"] = f"train-{tag}.safetensors"
+    pending = path / f".save-{tag}.pending"  # what this save writes, until config.json names it
+    pending.write_text("\n".join(files.values()) + "\n")
     digests = {
         files["weights"]: _save_tensors(
             path / files["weights"], {k: v.detach().cpu().contiguous() for k, v in weights.items()}
@@ -113,7 +117,6 @@ def save_checkpoint(
     if train_state is not None:
         tensors: dict[str, torch.Tensor] = {}
         tree = flatten_state(train_state, "s", tensors)
-        files["train_state"] = f"train-{tag}.safetensors"
         digests[files["train_state"]] = _save_tensors(path / files["train_state"], tensors)
         meta["train_state"] = tree
     meta["files"] = files
@@ -123,19 +126,27 @@ def save_checkpoint(
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
     _fsync(tmp)
     os.replace(tmp, path / "config.json")
+    pending.unlink()
     # Keep this save's files and the previous save's (a reader may have read the old config.json just
-    # before the replace); delete the generation before those, and files of ours that no config names
-    # (a save killed between writing its weights and replacing config.json).
+    # before the replace); delete the generation before those.
     keep = previous[0] | set(files.values())
-    # An unnamed file under the saves' names is an orphan only if it was written after the last
-    # completed save, by a save killed before it replaced config.json. Older ones, or any in a
-    # directory that held no checkpoint yet, the user put there (a copied weights file): they stay.
-    ours = set()
-    if previous[0] and last_save_ns is not None:
-        ours = {f.name for f in path.iterdir() if SAVED_FILE.fullmatch(f.name) and f.stat().st_mtime_ns >= last_save_ns}
-    for stale in (previous[1] | ours) - keep:
+    for stale in previous[1] - keep:
         (path / stale).unlink(missing_ok=True)
     return path
+
+
+def _delete_orphans(path: Path, keep: set[str]) -> None:
+    """The files of saves killed before config.json named them, as their .pending lists say; a file
+    no save of ours listed (a weights file the user copied in) is never touched."""
+    for marker in path.glob(".save-*.pending"):
+        try:
+            names = marker.read_text().split()
+        except (OSError, UnicodeDecodeError):
+            names = []
+        for name in names:
+            if SAVED_FILE.fullmatch(name) and name not in keep:
+                (path / name).unlink(missing_ok=True)
+        marker.unlink(missing_ok=True)
 
 
 def _named_files(path: Path) -> tuple[set[str], set[str]]:
