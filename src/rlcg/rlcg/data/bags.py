@@ -95,18 +95,30 @@ def find_bags(path: str | Path) -> list[Path]:
     return found
 
 
-def bag_metadata(bag: Path) -> dict | None:
-    """The rosbag2_bagfile_information of a bag directory's metadata.yaml, or None."""
+def read_bag_metadata(bag: Path) -> tuple[dict | None, str | None]:
+    """The rosbag2_bagfile_information of a bag directory's metadata.yaml, or None with what is wrong
+    with the file (None as well when there is none: a recording killed before writing it). A damaged
+    metadata.yaml is no reason to stop: the storage files are read without it."""
     meta = Path(bag) / METADATA
-    if not meta.is_file():
-        return None
+    if Path(bag).is_file() or not meta.is_file():
+        return None, None
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~10x faster where present
         data = yaml.load(meta.read_text(encoding="utf-8"), Loader=loader)
-        info = data["rosbag2_bagfile_information"]
-        return info if isinstance(info, dict) else None
-    except Exception:  # a damaged metadata.yaml: the storage files are read without it
-        return None
+    except Exception as exc:  # any file that does not parse
+        why = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return None, f"{METADATA} cannot be read ({why}); the storage files are read without it"
+    if data is None:
+        return None, f"{METADATA} is empty; the storage files are read without it"
+    info = data.get("rosbag2_bagfile_information") if isinstance(data, dict) else None
+    if not isinstance(info, dict):
+        return None, f"{METADATA} holds no rosbag2_bagfile_information; the storage files are read without it"
+    return info, None
+
+
+def bag_metadata(bag: Path) -> dict | None:
+    """The rosbag2_bagfile_information of a bag directory's metadata.yaml, or None."""
+    return read_bag_metadata(bag)[0]
 
 
 def storage_files(bag: Path, problems: Problems | None = None) -> list[Path]:

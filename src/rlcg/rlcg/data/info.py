@@ -6,9 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
-from rlcg.data.bags import METADATA, Problems, bag_metadata, find_bags
+from rlcg.data.bags import METADATA, Problems, find_bags, read_bag_metadata
 from rlcg.data.decode import EpisodeStream
 from rlcg.data.store import is_dataset, read_index
 from rlcg.errors import RlcgError
@@ -16,24 +14,6 @@ from rlcg.errors import RlcgError
 
 def _rate(successes: int, episodes: int) -> float | None:
     return successes / episodes if episodes else None
-
-
-def metadata_problem(bag: Path) -> str | None:
-    """What is wrong with the metadata.yaml of a bag directory, or None when it is readable or absent
-    (a recording killed before writing it). Its storage files are read without it either way."""
-    meta = Path(bag) / METADATA
-    if Path(bag).is_file() or not meta.is_file():
-        return None
-    try:
-        data = yaml.safe_load(meta.read_text(encoding="utf-8"))
-    except Exception as exc:  # as bag_metadata: any file that does not parse
-        why = (str(exc).splitlines() or [type(exc).__name__])[0]
-        return f"{METADATA} cannot be read ({why}); the storage files are read without it"
-    if data is None:
-        return f"{METADATA} is empty; the storage files are read without it"
-    if not isinstance(data, dict) or not isinstance(data.get("rosbag2_bagfile_information"), dict):
-        return f"{METADATA} holds no rosbag2_bagfile_information; the storage files are read without it"
-    return None
 
 
 def nothing_read(report: dict) -> str | None:
@@ -60,7 +40,7 @@ def bag_info(path: str | Path) -> dict:
     if not found:  # a mistyped directory must not read as a healthy, empty recording
         raise RlcgError(f"no rosbag2 bags found in {path}")
     for bag in found:
-        why = metadata_problem(bag)
+        meta, why = read_bag_metadata(bag)
         if why is not None:
             problems.add("corrupt", Path(bag) / METADATA, "", why)
         stream = EpisodeStream(bag, problems, enforce_size=False, count_topics=True)
@@ -81,8 +61,7 @@ def bag_info(path: str | Path) -> dict:
         if reader.start_ns is not None:
             start = reader.start_ns if start is None else min(start, reader.start_ns)
             end = reader.end_ns if end is None else max(end, reader.end_ns)
-        meta = bag_metadata(bag) or {}
-        custom = meta.get("custom_data") or {}
+        custom = (meta or {}).get("custom_data") or {}
         bags.append(
             {
                 "path": str(bag),
