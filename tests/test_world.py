@@ -218,3 +218,21 @@ def test_config_values_that_would_break_the_world_are_refused(tmp_path, file, ol
     (root / file).write_text(text.replace(old, new, 1))
     with pytest.raises(ConfigError, match=message):
         SimConfig.load(root)
+
+
+def test_pybullet_banners_reach_neither_stdout_nor_stderr():
+    """PyBullet's C code prints its build time on import and "argv[0]=" on connect; a user of
+    `rlcg sim` or a `--json` command sees neither, and Python's own output still gets through."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from rlcg.sim.world import ThreeBinWorld\n"
+        "world = ThreeBinWorld(image_size=32)\n"
+        "world.reset(0)\n"
+        "print('out-after'); print('err-after', file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout == "out-after\n"
+    assert done.stderr == "err-after\n"

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import pybullet as pb
 import pybullet_data
-from pybullet_utils.bullet_client import BulletClient
 
 from rlcg import paths
 from rlcg.errors import RlcgError
@@ -29,24 +27,13 @@ from rlcg.sim.camera import CameraIntrinsics, view_matrix
 from rlcg.sim.config import SimConfig
 from rlcg.sim.domains import Domain, DomainSample, load_domain
 from rlcg.sim.geometry import Pose2D, matrix_from_quat, quat_from_matrix, rot_z, rpy_matrix, wrap_half_turn
+from rlcg.sim.quiet import c_output_discarded
+
+with c_output_discarded():
+    import pybullet as pb
+    from pybullet_utils.bullet_client import BulletClient
 
 BinsMode = Literal["single", "multi"]
-
-
-@contextlib.contextmanager
-def _stdout_to_stderr():
-    """PyBullet's C code prints "argv[0]=" to fd 1 on connect; send it to stderr so that the JSON
-    printed by --json commands stays the only thing on stdout."""
-    import sys
-
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 class InvalidActionError(RlcgError, ValueError):
@@ -171,7 +158,7 @@ class ThreeBinWorld:
         self.object_ids = objset.object_ids(self.config.world.objects, split)
         self._objects_root = objset.objects_root(self.config.world.objects)
         self._urdf = expand_robot_urdf(self.config)
-        with _stdout_to_stderr():
+        with c_output_discarded():
             self.client = BulletClient(connection_mode=pb.DIRECT)
         self.scene: Scene | None = None
         self._single_hull = os.environ.get("RLCG_HULL", "1") == "1"
