@@ -266,3 +266,36 @@ def test_a_bag_directory_given_with_a_tilde_goes_to_the_home_directory(tmp_path,
         rec.write(real_episodes(1, base_seed=70)[0])
     assert rec.bags[0].parent == tmp_path / "home" / "rlcg_bags" / "run"
     assert not Path("~").exists()
+
+
+def test_ctrl_c_during_collect_keeps_the_finished_episodes_and_prints_one_line(tmp_path):
+    """Ctrl-C reaches the whole process group, workers included: collect closes its bag with every
+    finished episode, says how many, and no worker prints a traceback."""
+    out = tmp_path / "bags"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rlcg.cli", "collect", "--episodes", "400", "--workers", "2", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+        env=os.environ | {"TMPDIR": str(tmp_path)},
+    )
+    seen = b""
+    try:
+        while b"3/400" not in seen:  # the progress bar after the third episode
+            chunk = os.read(child.stderr.fileno(), 4096)
+            assert chunk, seen.decode(errors="replace")
+            seen += chunk
+        os.killpg(child.pid, signal.SIGINT)
+        rest, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    lines = (seen + err).decode().replace("\r", "\n").splitlines()
+    last = lines[-1]
+    assert child.returncode == 130 and rest == b""
+    assert not [line for line in lines if "Traceback" in line or "Error" in line], lines
+    assert last.startswith("interrupted: ") and last.endswith(f"finished episodes kept in {out}"), last
+    kept = int(last.split()[1])
+    assert kept >= 3
+    report = ingest([out], tmp_path / "ds", progress=False)
+    assert report.episodes == kept and not report.problems.items

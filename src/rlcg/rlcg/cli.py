@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     except (RlcgError, OSError) as exc:  # OSError: a missing or unreadable file, a full disk
         print(f"rlcg {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Interrupted says what was kept
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
     return int(result or 0)
 

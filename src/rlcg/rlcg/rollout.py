@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ import numpy as np
 
 from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
 from rlcg.errors import RlcgError
+from rlcg.interrupts import ctrl_c_deferred
 from rlcg.policies import SCRIPTED_POLICIES, ExploringPolicy, Observation, Policy
 from rlcg.scratch import adopt_scratch_root, scratch_root
 from rlcg.sim.domains import Domain, load_domain
@@ -155,11 +158,19 @@ def _init_worker(spec: RolloutSpec, scratch: str | None = None) -> None:
 def _init_pool_worker(spec: RolloutSpec, scratch: str) -> None:
     """A pool worker's set-up. An error is kept and raised by the worker's first episode, which
     reaches the caller: raised here, it would make the pool start replacement workers forever."""
+    _leave_ctrl_c_to_parent()
     try:
         _init_worker(spec, scratch)
     except Exception as exc:  # noqa: BLE001 - any set-up error: a bad config, a missing checkpoint
         error = exc if isinstance(exc, RlcgError) else RlcgError(f"{type(exc).__name__}: {exc}")
         _WORKER["error"] = RlcgError(f"a worker process could not start: {error}")
+
+
+def _leave_ctrl_c_to_parent() -> None:
+    """Ctrl-C reaches every process of the terminal's group. The parent stops the pool and keeps
+    the finished episodes; a worker interrupted in an import would only print a traceback."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _run_seed(seed: int) -> Episode:
@@ -205,7 +216,14 @@ class EpisodeRunner:
             ctx = mp.get_context("spawn")  # no inherited PyBullet clients or torch thread pools
             # the workers write beneath this process's scratch root, which is removed when it exits
             scratch = str(scratch_root())
-            self._pool = ctx.Pool(self.workers, initializer=_init_pool_worker, initargs=(self.spec, scratch))
+            # an ignored SIGINT survives exec: a worker ignores Ctrl-C from its first instruction on
+            in_main_thread = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+            try:
+                self._pool = ctx.Pool(self.workers, initializer=_init_pool_worker, initargs=(self.spec, scratch))
+            finally:
+                if in_main_thread:
+                    signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
         return self
 
     def wait_ready(self) -> set[int]:
@@ -261,7 +279,8 @@ def rollout(
     try:
         for ep in iter_episodes(spec, workers):
             if sink is not None:
-                sink.write(ep)
+                with ctrl_c_deferred():  # an episode is in the sink whole or not at all
+                    sink.write(ep)
             summary.add(ep)
             bar.update(1)
             bar.set_postfix(success=f"{summary.successes / summary.episodes:.2f}")

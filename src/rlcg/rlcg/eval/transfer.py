@@ -194,6 +194,7 @@ def _train(
     """Train ``method`` into ``run`` (a finished run is reused); Q-only methods and GAN methods alike
     start their Q-network(s) from ``init_q`` when given."""
     from rlcg.gan.commands import add_train_args, train_method
+    from rlcg.interrupts import Interrupted
 
     policy = run / "policy"
     if (run / ".complete").exists():
@@ -210,14 +211,17 @@ def _train(
     args.init_q = str(init_q) if init_q else None
     args.gen_width, args.gen_blocks, args.seed = preset.gen_width, preset.gen_blocks, seed
     args.resume = (run / "checkpoint").exists() or (policy / "config.json").exists()
-    train_method(
-        args,
-        method,
-        [str(d) for d in sim_dirs],
-        [str(d) for d in real_dirs] if real_dirs else None,
-        run,
-        progress=progress,
-    )
+    try:
+        train_method(
+            args,
+            method,
+            [str(d) for d in sim_dirs],
+            [str(d) for d in real_dirs] if real_dirs else None,
+            run,
+            progress=progress,
+        )
+    except Interrupted as exc:
+        raise Interrupted(f"{method}: {exc}; the same command continues the benchmark from there") from None
     (run / ".complete").write_text("done\n")
     return policy
 

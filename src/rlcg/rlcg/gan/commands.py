@@ -14,6 +14,7 @@ from pathlib import Path
 from rlcg.device import DEVICE_CHOICES, device_name, resolve_device, single_process_only
 from rlcg.errors import CommandError
 from rlcg.gan.methods import GAN_METHODS, METHODS, METHODS_WITH_F
+from rlcg.interrupts import Interrupted
 from rlcg.sim.commands import int_within, nonnegative_float, nonnegative_int, positive_float, positive_int
 
 METHOD_HELP = (
@@ -575,9 +576,12 @@ def cmd_train(args) -> int:
                 f"--q-real-average-from must be a step from 0 to {total - 1} (the run has {total}), "
                 f"got {args.q_real_average_from}"
             )
-    policy = train_method(
-        args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
-    )
+    try:
+        policy = train_method(
+            args, args.method, args.sim_data, args.real_data, Path(args.out), progress=not args.no_progress
+        )
+    except Interrupted as exc:
+        raise Interrupted(f"{exc}; the same command with --resume continues it") from None
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, once
         print(f"{args.method}: policy written to {policy}")
     return 0

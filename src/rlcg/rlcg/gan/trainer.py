@@ -44,6 +44,7 @@ from rlcg.configio import from_dict, to_dict
 from rlcg.errors import RlcgError
 from rlcg.gan import losses
 from rlcg.gan.methods import GAN_METHODS, METHODS_WITH_F
+from rlcg.interrupts import Interrupted, ctrl_c_deferred
 from rlcg.models.gan import DiscriminatorConfig, GeneratorConfig, PatchDiscriminator, ResnetGenerator, init_weights
 from rlcg.models.qnet import QNetConfig, QNetwork
 from rlcg.rl.augment import PhotometricAugment
@@ -871,7 +872,8 @@ class RLCycleGANTrainer:
         try:
             while self.step < total:
                 joint = self.step < cfg.steps
-                stats = self.train_step() if joint else self.q_tail_step()
+                with ctrl_c_deferred():  # a step is taken whole, so the run saved on Ctrl-C resumes exactly
+                    stats = self.train_step() if joint else self.q_tail_step()
                 check_finite_stats(stats, self.step, "Lower the learning rates (--lr, --lr-q) or the loss weights.")
                 window.append(stats)
                 bar.update(1)
@@ -906,6 +908,12 @@ class RLCycleGANTrainer:
                     Image.fromarray(self.image_grid()).save(grids / f"step-{self.step:07d}.png")
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
+        except KeyboardInterrupt:
+            if self.dist.world_size > 1:  # the ranks stop at different points: no collective save
+                raise
+            bar.close()
+            self.save()
+            raise Interrupted(f"step {self.step} of {total} saved in {self.out}") from None
         finally:
             bar.close()
         self.save()

@@ -250,6 +250,7 @@ def open_sources(specs: list[tuple[str, float]]):
 
 
 def cmd_train_q(args) -> int:
+    from rlcg.interrupts import Interrupted
     from rlcg.models.qnet import QNetConfig
     from rlcg.provenance import provenance
     from rlcg.rl.qtopt import QTOptTrainer, QTrainConfig, describe
@@ -302,6 +303,8 @@ def cmd_train_q(args) -> int:
     writer = resumed_writer(out / "tb", trainer.step)
     try:
         trainer.fit(progress=not args.no_progress, writer=writer)
+    except Interrupted as exc:
+        raise Interrupted(f"{exc}; the same command with --resume continues it") from None
     finally:
         writer.close()
     last = next((h for h in reversed(trainer.history) if "loss" in h), {})

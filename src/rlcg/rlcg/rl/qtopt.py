@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from rlcg.configio import to_dict
 from rlcg.errors import RlcgError
+from rlcg.interrupts import Interrupted, ctrl_c_deferred
 from rlcg.models.qnet import QNetConfig, QNetwork, count_parameters
 from rlcg.rl.cem import CEMConfig, cem_maximize
 from rlcg.rl.checkpoint import load_checkpoint, load_optimizer_state
@@ -369,7 +370,8 @@ class QTOptTrainer:
         t0 = time.perf_counter()
         try:
             while self.step < cfg.steps:
-                stats = self.train_step()
+                with ctrl_c_deferred():  # a step is taken whole, so the run saved on Ctrl-C resumes exactly
+                    stats = self.train_step()
                 check_finite_stats(stats, self.step, "Lower --lr, or check the data.")
                 window.append(stats)
                 bar.update(1)
@@ -395,6 +397,10 @@ class QTOptTrainer:
                     bar.write(f"step {self.step}: Q on the monitor data: AUC {s['auc']:.3f}, mean Q {s['mean_q']:.3f}")
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
+        except KeyboardInterrupt:
+            bar.close()
+            self.save()
+            raise Interrupted(f"step {self.step} of {cfg.steps} saved in {self.out}") from None
         finally:
             bar.close()
         self.save()

@@ -343,6 +343,7 @@ def cmd_sim(args) -> int:
 
 def cmd_collect(args) -> int:
     from rlcg.data.recorder import EpisodeRecorder
+    from rlcg.interrupts import Interrupted
     from rlcg.rollout import rollout
 
     spec = _spec_from_args(args, default_split=args.objects or "train")
@@ -355,6 +356,9 @@ def cmd_collect(args) -> int:
     )
     try:
         summary = rollout(spec, recorder, workers=args.workers, progress=not args.no_progress, desc="collect")
+    except KeyboardInterrupt:  # the bag is closed below, with every finished episode
+        kept = f"{recorder.episodes} finished episodes kept in {args.out}"
+        raise Interrupted(kept if recorder.episodes else "no episode finished") from None
     finally:
         recorder.close()
     print(
