@@ -627,3 +627,31 @@ def test_random_damage_gives_a_clear_error_or_intact_episodes(tmp_path, episodes
         ds.close()
     assert failed and kept_all  # the damage reached both the data and what no reader needs
     assert (altered > 0) == (storage == "sqlite3")  # no checksum in sqlite3: data-format.md says so
+
+
+def test_ctrl_c_during_ingest_leaves_the_output_as_it_was_and_says_so(tmp_path, episodes, monkeypatch, capsys):
+    import signal
+
+    from rlcg.cli import main
+    from rlcg.data import store
+
+    bag = write_bag(tmp_path / "bag", episodes)
+    ingest([write_bag(tmp_path / "first", episodes[:1])], tmp_path / "ds", progress=False)
+    before = sorted(p.name for p in (tmp_path / "ds").iterdir())
+    calls = []
+
+    def ctrl_c_on_the_third(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real_append(self, *args)
+
+    real_append = store.ShardWriter.append
+    monkeypatch.setattr(store.ShardWriter, "append", ctrl_c_on_the_third)
+    assert main(["data", "ingest", str(bag), "--out", str(tmp_path / "ds"), "--append", "--no-progress"]) == 130
+    assert capsys.readouterr().err == f"interrupted: {tmp_path / 'ds'} is as it was\n"
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == before
+    calls.clear()
+    assert main(["data", "ingest", str(bag), "--out", str(tmp_path / "new"), "--no-progress"]) == 130
+    assert capsys.readouterr().err == f"interrupted: nothing was written ({tmp_path / 'new'})\n"
+    assert not (tmp_path / "new").exists()

@@ -119,15 +119,20 @@ def _print_problems(problems) -> None:
 
 def cmd_ingest(args) -> int:
     from rlcg.data.ingest import ingest
+    from rlcg.interrupts import Interrupted
 
     t0 = time.perf_counter()
-    report = ingest(
-        args.bags,
-        args.out,
-        append=args.append,
-        image_size=args.image_size,
-        progress=not args.no_progress and not args.json,
-    )
+    existed = Path(args.out).exists()
+    try:
+        report = ingest(
+            args.bags,
+            args.out,
+            append=args.append,
+            image_size=args.image_size,
+            progress=not args.no_progress and not args.json,
+        )
+    except KeyboardInterrupt:  # ingest undoes what it wrote
+        raise Interrupted(f"{args.out} is as it was" if existed else f"nothing was written ({args.out})") from None
     seconds = time.perf_counter() - t0
     if args.json:
         out = report.as_dict()
