@@ -41,6 +41,20 @@ def test_same_seed_same_episode_in_any_order():
     assert len(set(forward.values())) == len(seeds)  # different seeds, different episodes
 
 
+def test_an_episode_after_others_is_the_episode_of_a_fresh_world():
+    """Episode 22 of base seed 1000 (train objects) is one whose grasp came out differently (after-grasp image)
+    after any other episode in the same world, when the world reused its simulation across episodes:
+    a worker's history changed its results."""
+    seeds = [episode_seed(1000, i) for i in (22, 21, 23)]
+    with ThreeBinWorld() as fresh:
+        alone = _episode_digest(fresh, seeds[0])
+    with ThreeBinWorld() as used:
+        used.preload_objects()
+        for before in seeds[1:]:
+            _episode_digest(used, before)
+            assert _episode_digest(used, seeds[0]) == alone
+
+
 def test_bins_single_always_centre_multi_varies(sim_config):
     single = set()
     with ThreeBinWorld(bins="single") as w:

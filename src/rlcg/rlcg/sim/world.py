@@ -35,6 +35,11 @@ with c_output_discarded():
 
 BinsMode = Literal["single", "multi"]
 
+# Only the gripper touches the scene: the arm links move in free space above the bins. Their collision
+# meshes are left out of the simulated robot, which makes every physics step several times cheaper and
+# loading the robot (once per episode) four times faster.
+GRIPPER_LINKS = frozenset({"gripper_palm", "gripper_finger_left", "gripper_finger_right"})
+
 
 class InvalidActionError(RlcgError, ValueError):
     """A grasp pose outside the workspace bounds, or not finite. Nothing was executed."""
@@ -88,30 +93,14 @@ class Scene:
     objects: list[ObjectState] = field(default_factory=list)
 
 
-class _Quiet:
-    """Silence PyBullet's C-level stdout chatter (URDF warnings) while loading."""
-
-    def __enter__(self):
-        try:
-            self._saved = os.dup(1)
-            self._null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(self._null, 1)
-        except OSError:
-            self._saved = None
-        return self
-
-    def __exit__(self, *exc):
-        if self._saved is not None:
-            os.dup2(self._saved, 1)
-            os.close(self._saved)
-            os.close(self._null)
-
-
 _URDF_CACHE: dict[tuple, Path] = {}
 
 
-def expand_robot_urdf(config: SimConfig, mesh_prefix: str | None = None) -> Path:
-    """Expand urdf/rlcg_iiwa.urdf.xacro with the config's camera mount into a cached URDF file."""
+def expand_robot_urdf(
+    config: SimConfig, mesh_prefix: str | None = None, colliding_links: frozenset[str] | None = None
+) -> Path:
+    """Expand urdf/rlcg_iiwa.urdf.xacro with the config's camera mount into a cached URDF file;
+    with ``colliding_links``, every other link loses its collision geometry."""
     import xacro
 
     if mesh_prefix is None:
@@ -126,9 +115,14 @@ def expand_robot_urdf(config: SimConfig, mesh_prefix: str | None = None) -> Path
         "finger_travel": f"{config.robot.gripper.max_opening / 2:.6f}",
     }
     src = paths.urdf_dir() / config.robot.urdf
-    key = (str(src), src.stat().st_mtime_ns, tuple(sorted(mappings.items())))
+    key = (str(src), src.stat().st_mtime_ns, tuple(sorted(mappings.items())), colliding_links)
     if key not in _URDF_CACHE:
         doc = xacro.process_file(str(src), mappings=mappings)
+        if colliding_links is not None:
+            for link in doc.getElementsByTagName("link"):
+                if link.getAttribute("name") not in colliding_links:
+                    for collision in link.getElementsByTagName("collision"):
+                        link.removeChild(collision)
         out_dir = scratch_dir("urdf-")
         out = out_dir / "rlcg_iiwa.urdf"
         out.write_text(doc.toprettyxml(indent="  "))
@@ -157,7 +151,7 @@ class ThreeBinWorld:
         self.split = split
         self.object_ids = objset.object_ids(self.config.world.objects, split)
         self._objects_root = objset.objects_root(self.config.world.objects)
-        self._urdf = expand_robot_urdf(self.config)
+        self._urdf = expand_robot_urdf(self.config, colliding_links=GRIPPER_LINKS)
         with c_output_discarded():
             self.client = BulletClient(connection_mode=pb.DIRECT)
         self.scene: Scene | None = None
@@ -184,10 +178,9 @@ class ThreeBinWorld:
         scene_seq, look_seq = np.random.SeedSequence(seed).spawn(2)
         rng = np.random.default_rng(scene_seq)
         self.appearance = self.domain.sample(np.random.default_rng(look_seq), self.config)
-        if self._robot < 0:
-            self._build_static()
-            self._load_robot()
-        self._clear_objects()
+        self._build_static()
+        self._load_robot()
+        self._frozen: set[int] = set()
 
         bins_cfg = self.config.world.bins
         bin_index = bins_cfg.centre_index if self.bins_mode == "single" else int(rng.integers(bins_cfg.count))
@@ -207,21 +200,14 @@ class ThreeBinWorld:
         self._apply_appearance()
         return self.render()
 
-    def _clear_objects(self) -> None:
-        self._frozen: set[int] = set()
-        if self.scene is not None:
-            for obj in self.scene.objects:
-                self.client.removeBody(obj.uid)
-            self.scene.objects = []
-
     def _build_static(self) -> None:
-        """Table, trays and physics settings: built once per world, shared by all episodes.
+        """A new simulation with the table, the trays and the physics settings, for every episode.
 
-        Episodes reuse the simulation instead of resetting it (a reset and reload cost more than
-        the grasp itself). Determinism does not suffer: static bodies and the robot are created
-        first and never removed, objects are created in seed order, and overlapping pairs are
-        sorted (deterministicOverlappingPairs), so an episode's physics depends on its seed alone;
-        tests/test_world.py checks this across episode orders.
+        Reusing one simulation across episodes (only creating and removing objects) was about a third
+        cheaper, but Bullet keeps internal orders (of bodies, contact manifolds, solver rows) that
+        removing bodies permutes, so an episode's physics depended slightly on the episodes run before
+        it in the same process: with two workers an evaluation differed by an episode or so from run
+        to run. Built from scratch, an episode depends on its seed alone (tests/test_world.py).
         """
         c = self.client
         c.resetSimulation()
@@ -260,7 +246,7 @@ class ThreeBinWorld:
 
     def _load_robot(self) -> None:
         c = self.client
-        with _Quiet():
+        with c_output_discarded():  # URDF warnings
             self._robot = c.loadURDF(str(self._urdf), useFixedBase=True)
         self._joint_index.clear()
         self._link_index.clear()
@@ -278,12 +264,6 @@ class ThreeBinWorld:
         self._lower = [x[0] for x in lim]
         self._upper = [x[1] for x in lim]
         self._ranges = [x[1] - x[0] for x in lim]
-        # Only the gripper touches the scene: arm links move in free space above the bins, and
-        # leaving their meshes out of collision detection makes each physics step several times cheaper.
-        gripper_links = {self._link_index[n] for n in ("gripper_palm", "gripper_finger_left", "gripper_finger_right")}
-        for link in range(-1, c.getNumJoints(self._robot)):
-            if link not in gripper_links:
-                c.setCollisionFilterGroupMask(self._robot, link, 0, 0)
         for j in self._fingers:
             c.changeDynamics(self._robot, j, lateralFriction=rcfg.gripper.finger_friction, frictionAnchor=1)
         # The robot outlives episodes: a sleep timer carried over from earlier episodes would make
@@ -373,20 +353,20 @@ class ThreeBinWorld:
         return obj
 
     def preload_objects(self) -> None:
-        """Create the collision and visual shapes of every object of the split now (about a
-        second or two for 900 objects) rather than on first use; worth it for long runs."""
-        if self._robot < 0:
-            self._build_static()
-            self._load_robot()
-        scale = self.config.world.objects.scale
+        """Prepare the mesh files of every object of the split now (its collision hull and, in textured
+        domains, its UV-mapped copy; written once per process) rather than on first use; worth it for
+        long runs."""
         textured = self.domain.spec.objects.texture is not None or self.domain.spec.objects.random_texture
         for oid in self.object_ids:
             model = objset.load_model(self._objects_root, oid)
-            self._object_shapes(model, model.mesh_scale * scale, textured)
+            if self._single_hull:
+                textures.single_hull_mesh_file(model.mesh_path, self.config.world.objects.hull_points)
+            if textured:
+                textures.uv_mesh_file(model.mesh_path)
             objset.bounding_radius(model.mesh_path)  # spawning needs it; cached per process
 
     def _object_shapes(self, model: objset.ObjectModel, scale: float, textured: bool) -> tuple[int, int]:
-        """Collision and visual shape of an object model, created once per world and shared."""
+        """Collision and visual shape of an object model, created once per episode and shared."""
         key = (model.object_id, scale, textured)
         if key not in self._shape_cache:
             c = self.client
