@@ -68,3 +68,15 @@ def test_cli_checks_the_device_before_any_work(argv, tmp_path, capsys):
     assert main([*argv, "--out", str(out), "--device", MISSING_GPU]) == 2
     assert MISSING_GPU in capsys.readouterr().err
     assert not out.exists()  # nothing written: the error comes first
+
+
+def test_a_device_for_a_policy_that_uses_none_is_refused(tmp_path, capsys):
+    for command in (["collect", "--out", str(tmp_path / "out")], ["eval"], ["sim"]):
+        assert main([*command, "--policy", "scripted", "--episodes", "1", "--device", "auto"]) == 2
+        assert "--device applies to learned policies, not to 'scripted'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_train_names_its_own_option_for_a_missing_gpu(capsys):
+    assert main(["bench", "train", "--devices", MISSING_GPU, "--steps", "1"]) == 2
+    assert f"--devices {MISSING_GPU}:" in capsys.readouterr().err

@@ -776,7 +776,7 @@ def test_joint_q_options_reach_the_gan_config_and_are_refused_where_they_do_not_
     argv = ["train", "--sim-data", str(tmp_path), "--out", str(tmp_path / "run")]
     assert main([*argv, "--method", "sim-only", "--q-updates-per-step", "2"]) == 2
     err = capsys.readouterr().err
-    assert "does not use --q-updates-per-step" in err and "for Q alone use rlcg train-q --lr" in err
+    assert "does not use --q-updates-per-step" in err and "one update per step: give it more --steps" in err
     for bad in ("0", "nan", "inf"):
         with pytest.raises(SystemExit):
             main([*argv, "--method", "gan", "--real-data", str(tmp_path), "--lr-q", bad])

@@ -27,9 +27,9 @@ def device_name(text: str) -> str:
     raise argparse.ArgumentTypeError(f"unknown device {text!r}: choose {DEVICE_CHOICES}")
 
 
-def resolve_device(name: str) -> str:
+def resolve_device(name: str, flag: str = "--device") -> str:
     """The torch device ``name`` stands for on this machine ("auto" becomes "cuda" or "cpu"), or a
-    DeviceError where this machine has no such device."""
+    DeviceError, naming the option ``flag``, where this machine has no such device."""
     if name == "cpu":
         return name  # no torch import: the scripted policies run without it
     import torch
@@ -41,11 +41,11 @@ def resolve_device(name: str) -> str:
         raise DeviceError(f"unknown device {name!r}: choose {DEVICE_CHOICES}")
     if not torch.cuda.is_available():
         raise DeviceError(
-            f"--device {name}: torch {torch.__version__} sees no CUDA device on this machine (use cpu or auto)"
+            f"{flag} {name}: torch {torch.__version__} sees no CUDA device on this machine (use cpu or auto)"
         )
     count = torch.cuda.device_count()
     if match.group(1) is not None and int(match.group(1)) >= count:
-        raise DeviceError(f"--device {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        raise DeviceError(f"{flag} {name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
     return name
 
 

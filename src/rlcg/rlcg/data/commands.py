@@ -88,7 +88,7 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--attempts", type=positive_int, default=1, help="grasp attempts per episode (default: 1)")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed runs of each, best kept (default: 5)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_ingest)
 
 

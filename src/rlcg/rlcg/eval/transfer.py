@@ -86,8 +86,12 @@ def register_transfer(bench_sub) -> None:
         "report (report.md, report.json, figures) to --out. Re-running with the same --out reuses finished parts; "
         "another real domain, preset size or seed needs another --out.",
     )
-    p.add_argument("--real-domain", default="pseudo-real", help="built-in domain or a domain YAML (the 'reality')")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="smoke")
+    p.add_argument(
+        "--real-domain",
+        default="pseudo-real",
+        help="built-in domain or a domain YAML (the 'reality'; default: pseudo-real)",
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default="smoke", help="run sizes (default: smoke)")
     p.add_argument(
         "--sim-episodes",
         type=positive_int,
@@ -105,7 +109,7 @@ def register_transfer(bench_sub) -> None:
         help="use this sim-only policy ('default': the shipped one) instead of training one; every other method "
         "starts from it (default: the preset's: smoke trains one, paper uses 'default')",
     )
-    p.add_argument("--workers", type=int_within(1, 256), default=2)
+    p.add_argument("--workers", type=int_within(1, 256), default=2, help="simulation processes (default: 2)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", required=True, metavar="REPORT_DIR")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")

@@ -225,7 +225,7 @@ def register(sub) -> None:
         default=None,
         help="policy checkpoint to use as Q_sim (default: the run's Q_sim; for cyclegan, the policy it started from)",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_eval_consistency)
 
@@ -305,7 +305,7 @@ def register_bench(bench_sub) -> None:
         default=None,
         help="with --ablation: rounds, the four variants taking turns in each; medians are reported (default: 3)",
     )
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_train)
 
     from rlcg.eval.transfer import register_transfer
@@ -506,7 +506,7 @@ Q_ALONE_INSTEAD = {  # what a Q-only run uses instead of a GAN method's option
     "init_run": "to start Q alone from a policy, use --init-q",
     "lr_schedule": "for Q alone use rlcg train-q --lr-schedule",
     "lr_q": "for Q alone use rlcg train-q --lr",
-    "q_updates_per_step": "for Q alone use rlcg train-q --lr",
+    "q_updates_per_step": "Q alone takes one update per step: give it more --steps",
     "q_tail_steps": "for Q alone use rlcg train-q --lr-schedule cosine",
 }
 
@@ -651,7 +651,7 @@ def cmd_bench_train(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = (
-        [resolve_device(d) for d in args.devices]
+        [resolve_device(d, "--devices") for d in args.devices]
         if args.devices
         else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     )

@@ -97,10 +97,10 @@ def register(sub) -> None:
         metavar=("ITERS", "POP", "ELITES"),
         help="CEM of the saved policy and of the TD targets (default: 2 64 6, QT-Opt)",
     )
-    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the batches and the network (default: 0)")
     p.add_argument("--eval-every", type=nonnegative_int, default=0, help="evaluate in sim every N steps (0: never)")
-    p.add_argument("--eval-episodes", type=nonnegative_int, default=50)
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--eval-episodes", type=nonnegative_int, default=50, help="episodes per evaluation (default: 50)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--device", type=device_name, default="cpu", help=f"torch device: {DEVICE_CHOICES} (default: cpu)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(handler=cmd_train_q)
@@ -113,7 +113,7 @@ def register(sub) -> None:
         "compared on the same scenes.",
     )
     add_world_args(p, default_policy="default", default_objects="test", default_seed=EVAL_SEED)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--record", metavar="DIR", default=None, help="also record the episodes as rosbag2 into DIR")
     p.set_defaults(handler=cmd_eval)
 
@@ -127,7 +127,7 @@ def register(sub) -> None:
     )
     p.add_argument("--policy", default="default", help="policy checkpoint or 'default'")
     p.add_argument("--data", required=True, nargs="+", metavar="DIR", help="bag directories or ingested datasets")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_eval_data)
 
     p = sub.add_parser(
@@ -160,7 +160,7 @@ def register(sub) -> None:
         help="refuse to calibrate on fewer recorded grasps (default: 100; fewer widen the reported standard error)",
     )
     p.add_argument("--device", type=device_name, default="cpu", help=f"torch device: {DEVICE_CHOICES} (default: cpu)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_calibrate)
 
     p = sub.add_parser("viz", help="visualisations (viz q: Q heatmap over the camera image)")
@@ -193,7 +193,7 @@ def register_bench(bench_sub) -> None:
     add_cem_arg(p)
     p.add_argument("--decisions", type=positive_int, default=200, help="timed decisions (default: 200)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default: 1)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_policy)
 
     p = bench_sub.add_parser(
@@ -207,7 +207,7 @@ def register_bench(bench_sub) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="transitions per step (default: 64)")
     p.add_argument("--image-size", type=image_size, default=64, help="square image size (default: 64)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_train_q)
 
 

@@ -205,7 +205,9 @@ def register(sub) -> None:
     p.add_argument("--domain", default="sim", help="built-in domain name or a domain YAML file")
     p.add_argument("--seeds", type=positive_int, default=16, help="number of scenes (default: 16)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="base seed (default: 0)")
-    p.add_argument("--bins", choices=["single", "multi"], default="multi")
+    p.add_argument(
+        "--bins", choices=["single", "multi"], default="multi", help="multi (default): scenes before all three bins"
+    )
     p.add_argument("--image-size", type=image_size, default=None, help="square image size (default: 64)")
     p.add_argument(
         "--scale",
@@ -229,7 +231,7 @@ def register_bench(bench_sub) -> None:
         "--attempts", type=positive_int, default=200, help="attempts per worker and measurement (default: 200)"
     )
     p.add_argument("--domain", default="sim", help="built-in domain name or a domain YAML file (default: sim)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_sim)
 
 
@@ -239,6 +241,8 @@ def _spec_from_args(args, default_split: str | None = None):
 
     domain = load_domain(args.domain)  # fail fast, with the file and field named
     learned = args.policy not in ("random", "scripted", "oracle")
+    if not learned and args.device != "cpu":
+        raise CommandError(f"--device applies to learned policies, not to {args.policy!r}")
     device = resolve_device(args.device) if learned else "cpu"
     split = args.objects or default_split or ("test" if learned else "train")
     cem = tuple(args.cem) if getattr(args, "cem", None) else None
