@@ -224,7 +224,7 @@ def register_bench(bench_sub) -> None:
         "sim",
         help="grasp attempts per second with 1 and 2 workers",
         description="Grasp attempts per second of the world at 64x64 with the random policy, with 1 and 2 "
-        "worker processes (after warm-up: every worker started with its shapes preloaded, then an episode per "
+        "worker processes (after warm-up: every worker started with its mesh files preloaded, then an episode per "
         "worker).",
     )
     p.add_argument(
@@ -417,7 +417,7 @@ def cmd_bench_sim(args) -> int:
         seeds = [episode_seed(12345, i) for i in range(args.attempts * workers)]
         spec = RolloutSpec(domain=args.domain, policy="random", image_size=64)
         with EpisodeRunner(spec, workers) as runner:
-            # Warm-up: every worker started (object shapes preloaded), then an episode per worker.
+            # Warm-up: every worker started (object mesh files preloaded), then an episode per worker.
             runner.wait_ready()
             list(runner.run([episode_seed(999, i) for i in range(workers)], ordered=False))
             t0 = time.perf_counter()
