@@ -655,3 +655,24 @@ def test_ctrl_c_during_ingest_leaves_the_output_as_it_was_and_says_so(tmp_path, 
     assert main(["data", "ingest", str(bag), "--out", str(tmp_path / "new"), "--no-progress"]) == 130
     assert capsys.readouterr().err == f"interrupted: nothing was written ({tmp_path / 'new'})\n"
     assert not (tmp_path / "new").exists()
+
+
+def test_ctrl_c_during_the_commit_finishes_it_and_says_the_dataset_holds_the_episodes(
+    tmp_path, episodes, monkeypatch, capsys
+):
+    import signal
+
+    from rlcg.cli import main
+    from rlcg.data import ingest as ingest_module
+
+    real_write_index = ingest_module.write_index
+
+    def ctrl_c_while_writing_the_index(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return real_write_index(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "write_index", ctrl_c_while_writing_the_index)
+    bag = write_bag(tmp_path / "bag", episodes)
+    assert main(["data", "ingest", str(bag), "--out", str(tmp_path / "ds"), "--no-progress"]) == 130
+    assert "holds the new episodes" in capsys.readouterr().err
+    assert len(TransitionDataset.open(tmp_path / "ds").episodes) == N

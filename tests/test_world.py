@@ -250,3 +250,25 @@ def test_pybullet_banners_reach_neither_stdout_nor_stderr():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout == "out-after\n"
     assert done.stderr == "err-after\n"
+
+
+def test_the_arm_keeps_the_inertia_of_its_collision_shapes(sim_config):
+    """The simulated robot leaves the arm's collision meshes out (only the gripper touches the scene);
+    PyBullet derives a link's inertia from them, so the world sets each link's inertia as the full
+    robot description gives it."""
+    import pybullet as pb
+    from pybullet_utils.bullet_client import BulletClient
+
+    from rlcg.sim.world import expand_robot_urdf
+
+    full = BulletClient(connection_mode=pb.DIRECT)
+    try:
+        robot = full.loadURDF(str(expand_robot_urdf(sim_config)), useFixedBase=True)
+        with ThreeBinWorld() as world:
+            world.reset(0)
+            assert full.getNumJoints(robot) == world.client.getNumJoints(world._robot)
+            for link in range(full.getNumJoints(robot)):
+                assert world.client.getDynamicsInfo(world._robot, link) == full.getDynamicsInfo(robot, link)
+            assert full.getDynamicsInfo(robot, 1)[2][0] > 0.01  # lbr_link_1: a real arm link, not a frame
+    finally:
+        full.disconnect()

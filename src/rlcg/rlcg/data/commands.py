@@ -131,6 +131,8 @@ def cmd_ingest(args) -> int:
             image_size=args.image_size,
             progress=not args.no_progress and not args.json,
         )
+    except Interrupted:  # after the commit: the dataset holds the new episodes
+        raise
     except KeyboardInterrupt:  # ingest undoes what it wrote
         raise Interrupted(f"{args.out} is as it was" if existed else f"nothing was written ({args.out})") from None
     seconds = time.perf_counter() - t0

@@ -28,6 +28,7 @@ from rlcg.data.store import (
     write_index,
 )
 from rlcg.errors import RlcgError
+from rlcg.interrupts import Interrupted, ctrl_c_deferred
 
 log = logging.getLogger("rlcg.data")
 
@@ -167,6 +168,7 @@ def ingest(
     new_shards: list[dict] = []
     new_sources: list[dict] = []
     writer: ShardWriter | None = None
+    committed = False
 
     files = {bag: storage_files(bag, report.problems) for bag in bags}
     total = sum(f.stat().st_size for fs in files.values() for f in fs)
@@ -260,7 +262,25 @@ def ingest(
         if writer is not None:
             new_shards.append(writer.close())
             writer = None
+        if report.episodes == 0 and report.skipped_bags < len(bags):
+            raise NothingIngestedError(
+                f"no usable episode in {len(bags) - report.skipped_bags} bag(s) ({report.problems.summary()}); "
+                f"{out} is unchanged"
+            )
+        with ctrl_c_deferred():  # replacing the index is the commit: it runs whole, then Ctrl-C counts
+            index.update(
+                image_size=list(size) if size else None,
+                transitions=transitions_total,
+                episodes=episodes_total,
+                domains=domains,
+                shards=index["shards"] + new_shards,
+                sources=index["sources"] + new_sources,
+            )
+            write_index(out, index, fsync)
+            committed = True
     except BaseException:  # a full disk, a kill, a bug: leave ``out`` as it was before this run
+        if committed:  # Ctrl-C during the commit, raised once it was done
+            raise Interrupted(f"after the ingest had finished: {out} holds the new episodes") from None
         if writer is not None:
             writer.abort()
         for shard in new_shards:  # renamed into place, but not in the index yet
@@ -270,22 +290,5 @@ def ingest(
         raise
     finally:
         bar.close()
-
-    if report.episodes == 0 and report.skipped_bags < len(bags):
-        if created:
-            out.rmdir()
-        raise NothingIngestedError(
-            f"no usable episode in {len(bags) - report.skipped_bags} bag(s) ({report.problems.summary()}); "
-            f"{out} is unchanged"
-        )
-    index.update(
-        image_size=list(size) if size else None,
-        transitions=transitions_total,
-        episodes=episodes_total,
-        domains=domains,
-        shards=index["shards"] + new_shards,
-        sources=index["sources"] + new_sources,
-    )
-    write_index(out, index, fsync)
     report.shards = [s["name"] for s in new_shards]
     return report

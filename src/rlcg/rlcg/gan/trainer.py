@@ -874,7 +874,9 @@ class RLCycleGANTrainer:
                 joint = self.step < cfg.steps
                 with ctrl_c_deferred():  # a step is taken whole, so the run saved on Ctrl-C resumes exactly
                     stats = self.train_step() if joint else self.q_tail_step()
-                check_finite_stats(stats, self.step, "Lower the learning rates (--lr, --lr-q) or the loss weights.")
+                    check_finite_stats(  # before any save
+                        stats, self.step, "Lower the learning rates (--lr, --lr-q) or the loss weights."
+                    )
                 window.append(stats)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step in (cfg.steps, total):

@@ -372,7 +372,7 @@ class QTOptTrainer:
             while self.step < cfg.steps:
                 with ctrl_c_deferred():  # a step is taken whole, so the run saved on Ctrl-C resumes exactly
                     stats = self.train_step()
-                check_finite_stats(stats, self.step, "Lower --lr, or check the data.")
+                    check_finite_stats(stats, self.step, "Lower --lr, or check the data.")  # before any save
                 window.append(stats)
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:

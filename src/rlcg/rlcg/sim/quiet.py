@@ -13,10 +13,16 @@ from collections.abc import Iterator
 
 @contextlib.contextmanager
 def c_output_discarded() -> Iterator[None]:
-    """Send what C code writes to fd 1 and fd 2 to /dev/null for the duration of the block."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
+    """Send what C code writes to fd 1 and fd 2 to /dev/null for the duration of the block (where
+    they cannot be redirected, e.g. closed, the block runs as it is)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:
+        yield
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 1)

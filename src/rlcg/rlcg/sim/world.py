@@ -9,6 +9,7 @@ in any worker and in any order.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -119,6 +120,9 @@ def expand_robot_urdf(
     if key not in _URDF_CACHE:
         doc = xacro.process_file(str(src), mappings=mappings)
         if colliding_links is not None:
+            names = {link.getAttribute("name") for link in doc.getElementsByTagName("link")}
+            if not colliding_links <= names:
+                raise RlcgError(f"{src} has no link {sorted(colliding_links - names)[0]!r}, which the gripper needs")
             for link in doc.getElementsByTagName("link"):
                 if link.getAttribute("name") not in colliding_links:
                     for collision in link.getElementsByTagName("collision"):
@@ -128,6 +132,21 @@ def expand_robot_urdf(
         out.write_text(doc.toprettyxml(indent="  "))
         _URDF_CACHE[key] = out
     return _URDF_CACHE[key]
+
+
+@functools.cache
+def link_inertia(urdf: Path) -> dict[str, tuple[float, float, float]]:
+    """Each link's local inertia diagonal as PyBullet derives it from the robot's collision shapes."""
+    with c_output_discarded():
+        client = BulletClient(connection_mode=pb.DIRECT)
+    try:
+        robot = client.loadURDF(str(urdf), useFixedBase=True)
+        return {
+            client.getJointInfo(robot, j)[12].decode(): tuple(client.getDynamicsInfo(robot, j)[2])
+            for j in range(client.getNumJoints(robot))
+        }
+    finally:
+        client.disconnect()
 
 
 class ThreeBinWorld:
@@ -246,14 +265,16 @@ class ThreeBinWorld:
 
     def _load_robot(self) -> None:
         c = self.client
-        with c_output_discarded():  # URDF warnings
-            self._robot = c.loadURDF(str(self._urdf), useFixedBase=True)
+        self._robot = c.loadURDF(str(self._urdf), useFixedBase=True)
         self._joint_index.clear()
         self._link_index.clear()
+        inertia = link_inertia(expand_robot_urdf(self.config))
         for j in range(c.getNumJoints(self._robot)):
             info = c.getJointInfo(self._robot, j)
             self._joint_index[info[1].decode()] = j
             self._link_index[info[12].decode()] = j
+            # PyBullet takes a link's inertia from its collision shapes: the arm's, left out, set it
+            c.changeDynamics(self._robot, j, localInertiaDiagonal=inertia[info[12].decode()])
         rcfg = self.config.robot
         self._arm = [self._joint_index[n] for n in rcfg.arm_joints]
         self._fingers = [self._joint_index[n] for n in rcfg.finger_joints]
@@ -266,8 +287,8 @@ class ThreeBinWorld:
         self._ranges = [x[1] - x[0] for x in lim]
         for j in self._fingers:
             c.changeDynamics(self._robot, j, lateralFriction=rcfg.gripper.finger_friction, frictionAnchor=1)
-        # The robot outlives episodes: a sleep timer carried over from earlier episodes would make
-        # an episode depend on its predecessors, so the robot never sleeps.
+        # The robot never sleeps: a sleep timer would make a grasp depend on how long the arm had
+        # been still before it.
         for link in range(-1, c.getNumJoints(self._robot)):
             c.changeDynamics(self._robot, link, activationState=pb.ACTIVATION_STATE_DISABLE_SLEEPING)
 
@@ -451,7 +472,7 @@ class ThreeBinWorld:
         self.scene.objects = keep
 
     def texture_id(self, path: Path) -> int:
-        """PyBullet texture id of an image file, loaded once per world."""
+        """PyBullet texture id of an image file, loaded once per episode's simulation."""
         if path not in self._texture_ids:
             self._texture_ids[path] = self.client.loadTexture(str(path))
         return self._texture_ids[path]
