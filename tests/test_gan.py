@@ -1031,24 +1031,12 @@ def test_discriminator_layers_are_checked_against_the_image_size():
                 PatchDiscriminator(cfg)(torch.zeros(1, 3, size, size))
 
 
-def test_ctrl_c_mid_step_finishes_the_step_and_saves_it(tmp_path):
+def test_ctrl_c_mid_step_finishes_the_step_and_saves_it(tmp_path, fit_with_ctrl_c_during_step):
     """(The Q-learning test checks that such a save resumes exactly; test_resume_after_a_kill that a
     saved GAN run does.)"""
-    import signal
-
     from rlcg.interrupts import Interrupted
 
-    trainer = _trainer(tmp_path, steps=4)
-    take_step = trainer.train_step
-
-    def step_during_which_ctrl_c_comes():
-        if trainer.step == 1:
-            signal.raise_signal(signal.SIGINT)
-        return take_step()
-
-    trainer.train_step = step_during_which_ctrl_c_comes
-    with pytest.raises(KeyboardInterrupt) as caught:  # not only Interrupted: anything else must fail, not stop pytest
-        trainer.fit(progress=False)
-    assert isinstance(caught.value, Interrupted)
-    assert str(caught.value) == f"step 2 of 4 saved in {tmp_path}"  # the step under way was finished
+    interrupted = fit_with_ctrl_c_during_step(_trainer(tmp_path, steps=4), at=1)
+    assert isinstance(interrupted, Interrupted)
+    assert str(interrupted) == f"step 2 of 4 saved in {tmp_path}"  # the step under way was finished
     assert _trainer(tmp_path, steps=4, resume=True).step == 2

@@ -566,26 +566,14 @@ def test_a_config_json_with_a_bad_hash_table_or_a_path_outside_is_damaged(tmp_pa
         load_checkpoint(ckpt)
 
 
-def test_ctrl_c_mid_step_finishes_the_step_saves_it_and_the_run_resumes_exactly(tmp_path):
-    import signal
-
+def test_ctrl_c_mid_step_finishes_the_step_saves_it_and_the_run_resumes_exactly(tmp_path, fit_with_ctrl_c_during_step):
     from rlcg.interrupts import Interrupted
 
     straight = _trainer(tmp_path / "a", 12)
     straight.fit(progress=False)
-    trainer = _trainer(tmp_path / "b", 12)
-    take_step = trainer.train_step
-
-    def step_during_which_ctrl_c_comes():
-        if trainer.step == 5:
-            signal.raise_signal(signal.SIGINT)
-        return take_step()
-
-    trainer.train_step = step_during_which_ctrl_c_comes
-    with pytest.raises(KeyboardInterrupt) as caught:  # not only Interrupted: anything else must fail, not stop pytest
-        trainer.fit(progress=False)
-    assert isinstance(caught.value, Interrupted)
-    assert str(caught.value) == f"step 6 of 12 saved in {tmp_path / 'b' / 'run'}"  # the step under way was finished
+    interrupted = fit_with_ctrl_c_during_step(_trainer(tmp_path / "b", 12), at=5)
+    assert isinstance(interrupted, Interrupted)
+    assert str(interrupted) == f"step 6 of 12 saved in {tmp_path / 'b' / 'run'}"  # the step under way was finished
     resumed = _trainer(tmp_path / "b", 12, resume=True)
     assert resumed.step == 6
     resumed.fit(progress=False)
