@@ -147,3 +147,33 @@ def test_a_rollout_in_this_process_gives_the_caller_its_threads_back():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_ctrl_c_during_an_evaluation_reports_the_episodes_that_finished(monkeypatch, capsys):
+    import signal
+
+    from rlcg import rollout
+
+    real_run_episode = rollout.run_episode
+    calls = []
+
+    def ctrl_c_in_the_third_episode(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)
+        return real_run_episode(*args, **kwargs)
+
+    monkeypatch.setattr(rollout, "run_episode", ctrl_c_in_the_third_episode)
+    argv = ["sim", "--policy", "random", "--episodes", "10", "--no-progress"]
+    assert main(argv) == 130
+    out, err = capsys.readouterr()
+    assert "over 2 episodes" in out
+    assert err.endswith("interrupted: 2 of 10 episodes finished; the figures above are of those alone\n")
+    calls.clear()
+    assert main([*argv, "--json"]) == 130
+    report = json.loads(capsys.readouterr().out)
+    assert report["episodes"] == 2 and report["interrupted"] == {"episodes_planned": 10}
+    calls.clear()
+    calls.extend([1, 1])  # Ctrl-C in the first episode: nothing to report
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "interrupted: no episode finished\n"

@@ -19,7 +19,7 @@ import numpy as np
 
 from rlcg.data.episode import Episode, EpisodeMeta, EpisodeSink, ObjectRecord, Step
 from rlcg.errors import RlcgError
-from rlcg.interrupts import ctrl_c_deferred
+from rlcg.interrupts import Interrupted, ctrl_c_deferred
 from rlcg.policies import SCRIPTED_POLICIES, ExploringPolicy, Observation, Policy
 from rlcg.scratch import adopt_scratch_root, scratch_root
 from rlcg.sim.domains import Domain, load_domain
@@ -135,6 +135,15 @@ class RolloutSummary:
         counts = self.per_bin.setdefault(ep.meta.bin_index, [0, 0])
         counts[0] += int(ep.success)
         counts[1] += 1
+
+
+class RolloutInterrupted(Interrupted):
+    """Ctrl-C during a rollout, with the counts of the episodes that finished before it."""
+
+    def __init__(self, summary: RolloutSummary, planned: int):
+        super().__init__(f"{summary.episodes} of {planned} episodes finished")
+        self.summary = summary
+        self.planned = planned
 
 
 _WORKER: dict = {}
@@ -278,12 +287,14 @@ def rollout(
     )
     try:
         for ep in iter_episodes(spec, workers):
-            if sink is not None:
-                with ctrl_c_deferred():  # an episode is in the sink whole or not at all
+            with ctrl_c_deferred():  # an episode is in the sink and the counts whole, or not at all
+                if sink is not None:
                     sink.write(ep)
-            summary.add(ep)
+                summary.add(ep)
             bar.update(1)
             bar.set_postfix(success=f"{summary.successes / summary.episodes:.2f}")
+    except KeyboardInterrupt:
+        raise RolloutInterrupted(summary, len(spec.episode_seeds())) from None
     finally:
         bar.close()
     return summary

@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -308,7 +309,8 @@ def _offset_label(offset: list[float] | None) -> str:
 
 def cmd_sim(args) -> int:
     from rlcg.eval.stats import success_report
-    from rlcg.rollout import rollout
+    from rlcg.interrupts import Interrupted
+    from rlcg.rollout import RolloutInterrupted, rollout
 
     spec = _spec_from_args(args)
     sink = None
@@ -316,12 +318,19 @@ def cmd_sim(args) -> int:
         from rlcg.data.recorder import EpisodeRecorder
 
         sink = EpisodeRecorder(args.record)
+    interrupted = None
     try:
         summary = rollout(spec, sink, workers=args.workers, progress=not args.no_progress, desc="sim")
+    except RolloutInterrupted as exc:  # the episodes that finished are reported, marked as a partial run
+        if not exc.summary.episodes:
+            raise Interrupted("no episode finished") from None
+        summary, interrupted = exc.summary, exc
     finally:
         if sink is not None:
             sink.close()
     report = success_report(summary.successes, summary.episodes, summary.per_bin)
+    if interrupted is not None:
+        report["interrupted"] = {"episodes_planned": interrupted.planned}
     report.update(domain=spec.domain.name, policy=args.policy, bins=args.bins, objects=spec.split, seed=args.seed)
     if spec.cem is not None:
         report["cem"] = dict(zip(("iterations", "population", "elites"), spec.cem, strict=True))
@@ -342,6 +351,9 @@ def cmd_sim(args) -> int:
         )
         for b, r in report["per_bin"].items():
             print(f"  bin {b}: {r['success_rate']:.1%} [{r['ci95'][0]:.1%}, {r['ci95'][1]:.1%}] of {r['episodes']}")
+    if interrupted is not None:
+        print(f"interrupted: {interrupted}; the figures above are of those alone", file=sys.stderr)
+        return 130
     return 0
 
 
