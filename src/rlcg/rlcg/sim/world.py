@@ -171,6 +171,7 @@ class ThreeBinWorld:
         self.object_ids = objset.object_ids(self.config.world.objects, split)
         self._objects_root = objset.objects_root(self.config.world.objects)
         self._urdf = expand_robot_urdf(self.config, colliding_links=GRIPPER_LINKS)
+        self._link_inertia = link_inertia(expand_robot_urdf(self.config))
         with c_output_discarded():
             self.client = BulletClient(connection_mode=pb.DIRECT)
         self.scene: Scene | None = None
@@ -222,7 +223,7 @@ class ThreeBinWorld:
     def _build_static(self) -> None:
         """A new simulation with the table, the trays and the physics settings, for every episode.
 
-        Reusing one simulation across episodes (only creating and removing objects) was about a third
+        Reusing one simulation across episodes (only creating and removing objects) was about a fifth
         cheaper, but Bullet keeps internal orders (of bodies, contact manifolds, solver rows) that
         removing bodies permutes, so an episode's physics depended slightly on the episodes run before
         it in the same process: with two workers an evaluation differed by an episode or so from run
@@ -268,13 +269,12 @@ class ThreeBinWorld:
         self._robot = c.loadURDF(str(self._urdf), useFixedBase=True)
         self._joint_index.clear()
         self._link_index.clear()
-        inertia = link_inertia(expand_robot_urdf(self.config))
         for j in range(c.getNumJoints(self._robot)):
             info = c.getJointInfo(self._robot, j)
             self._joint_index[info[1].decode()] = j
             self._link_index[info[12].decode()] = j
             # PyBullet takes a link's inertia from its collision shapes: the arm's, left out, set it
-            c.changeDynamics(self._robot, j, localInertiaDiagonal=inertia[info[12].decode()])
+            c.changeDynamics(self._robot, j, localInertiaDiagonal=self._link_inertia[info[12].decode()])
         rcfg = self.config.robot
         self._arm = [self._joint_index[n] for n in rcfg.arm_joints]
         self._fingers = [self._joint_index[n] for n in rcfg.finger_joints]
