@@ -68,3 +68,17 @@ def test_wheel_built_from_the_sdist_installs_config_urdf_and_interfaces(tmp_path
     expected = workspace_files() | {"share/rlcg/package.xml"}
     assert shared == expected, (sorted(expected - shared), sorted(shared - expected))
     assert top_level == ["rlcg"]
+
+
+def test_an_installed_package_looks_for_its_files_where_installs_put_them(monkeypatch, tmp_path):
+    """Installed (site-packages), rlcg does not look beside a checkout that is not there, so that the
+    "cannot find" message names only places that could hold the files."""
+    from rlcg import paths
+
+    monkeypatch.delenv("RLCG_CONFIG_DIR", raising=False)
+    monkeypatch.setattr(paths, "PACKAGE_DIR", tmp_path / "lib" / "python3.11" / "site-packages" / "rlcg")
+    installed = paths._candidates("config")
+    assert installed[0] == tmp_path / "share" / "rlcg" / "config"
+    assert tmp_path / "lib" / "config" not in installed
+    monkeypatch.setattr(paths, "PACKAGE_DIR", tmp_path / "repo" / "src" / "rlcg" / "rlcg")
+    assert paths._candidates("config")[0] == tmp_path / "repo" / "config"  # pip install -e: the checkout first

@@ -1,7 +1,7 @@
 """Where rlcg finds the workspace's top-level config/ and urdf/ directories.
 
-Order: $RLCG_CONFIG_DIR / $RLCG_URDF_DIR; the source checkout this module lives in
-(``pip install -e src/rlcg``); the installed share directory (``colcon build`` or a wheel
+Order: $RLCG_CONFIG_DIR / $RLCG_URDF_DIR; the source checkout this module lives in, unless it is
+installed into site-packages (``pip install -e src/rlcg``); the installed share directory (``colcon build`` or a wheel
 install put them in ``<prefix>/share/rlcg``), where <prefix> is the one this package is installed
 under (``<prefix>/lib/pythonX.Y/site-packages/rlcg``: colcon's install/rlcg) or the interpreter's.
 """
@@ -21,16 +21,21 @@ def _candidates(name: str) -> list[Path]:
     env = os.environ.get(f"RLCG_{name.upper()}_DIR")
     if env:
         found.append(Path(env))
-    # src/rlcg/rlcg/paths.py -> repository root is three levels above the package dir.
-    found.append(PACKAGE_DIR.parents[2] / name)
+    if not _installed():  # src/rlcg/rlcg/paths.py -> repository root is three levels above the package dir.
+        found.append(PACKAGE_DIR.parents[2] / name)
     found += [prefix / "share" / "rlcg" / name for prefix in _install_prefixes()]
     return found
+
+
+def _installed() -> bool:
+    """Installed into site-packages (a wheel, colcon), not imported from a checkout (``pip install -e``)."""
+    return PACKAGE_DIR.parent.name in SITE_DIRS
 
 
 def _install_prefixes() -> list[Path]:
     """The prefix this package is installed under (colcon installs each package under its own),
     then the interpreter's."""
-    own = [PACKAGE_DIR.parents[3]] if len(PACKAGE_DIR.parents) > 3 and PACKAGE_DIR.parent.name in SITE_DIRS else []
+    own = [PACKAGE_DIR.parents[3]] if len(PACKAGE_DIR.parents) > 3 and _installed() else []
     return list(dict.fromkeys([*own, Path(sys.prefix)]))
 
 
@@ -69,7 +74,8 @@ def interfaces_dir() -> Path:
     src/rlcg_interfaces, or the share directory colcon installs them to (<prefix>/share/rlcg_interfaces)."""
     env = os.environ.get("RLCG_INTERFACES_DIR")
     cands = [Path(env)] if env else []
-    cands.append(PACKAGE_DIR.parents[1] / "rlcg_interfaces")
+    if not _installed():
+        cands.append(PACKAGE_DIR.parents[1] / "rlcg_interfaces")
     cands += [prefix / "share" / "rlcg" / "interfaces" for prefix in _install_prefixes()]
     ament = [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     cands += [prefix / "share" / "rlcg_interfaces" for prefix in [*_install_prefixes(), *ament]]
