@@ -32,6 +32,12 @@ def test_every_command_has_true_help(capsys):
         assert "usage: rlcg" in capsys.readouterr().out
 
 
+def test_python_dash_m_rlcg_is_the_rlcg_command():
+    # where the script is not on PATH (a checkout on PYTHONPATH, as scripts/gpu_check.sh runs it)
+    run = subprocess.run([sys.executable, "-m", "rlcg", "sim", "--policy", "nope"], capture_output=True, text=True)
+    assert run.returncode == 2 and "rlcg sim: error" in run.stderr and "nope" in run.stderr
+
+
 def test_sim_json_report(capsys):
     assert main(["sim", "--policy", "random", "--episodes", "4", "--bins", "multi", "--json", "--no-progress"]) == 0
     report = json.loads(capsys.readouterr().out)

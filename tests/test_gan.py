@@ -133,6 +133,7 @@ def _trainer(
     init_run=None,
     generator=TINY_G,
     qnet=TINY_Q,
+    device="cpu",
     **kw,
 ):
     cfg = GanTrainConfig(
@@ -155,7 +156,7 @@ def _trainer(
         sim,
         real,
         tmp_path,
-        device="cpu",
+        device=device,
         resume=resume,
         init_q=init_q,
         fresh_q_real=fresh_q_real,
@@ -214,9 +215,9 @@ def test_identity_term_is_off_by_default_and_adds_its_weighted_loss_to_the_gener
     expected = losses.image_distance(t.gens.G(y), y) + (
         losses.image_distance(t.gens.F(x), x) if method == "rl-cyclegan" else 0
     )
-    assert stats["loss_identity"] == pytest.approx(float(expected.detach()), rel=1e-5)
-    assert stats["loss_identity"] > 0
-    without = stats["loss_generators"] - 5.0 * stats["loss_identity"]
+    assert float(stats["loss_identity"]) == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert float(stats["loss_identity"]) > 0
+    without = float(stats["loss_generators"]) - 5.0 * float(stats["loss_identity"])
     t.gens.zero_grad(set_to_none=True)
     g_loss.backward()
     for frozen in ("D_Y", "Q_real"):
@@ -224,7 +225,7 @@ def test_identity_term_is_off_by_default_and_adds_its_weighted_loss_to_the_gener
     assert _grads(t.nets["G"]) == {True}
     # the other terms are those of the run without the identity term, on the same batch and weights
     _, _, plain_stats = plain.generator_loss(sim, real)
-    assert without == pytest.approx(plain_stats["loss_generators"], rel=1e-4)
+    assert without == pytest.approx(float(plain_stats["loss_generators"]), rel=1e-4)
 
 
 @pytest.mark.parametrize("real_rl", [False, True])
@@ -342,6 +343,17 @@ def test_train_refuses_options_its_method_would_ignore(tmp_path, capsys):
         assert unused_options(parser.parse_args(args)) == []
 
 
+def test_bf16_on_the_cpu_is_noted_as_slow(tmp_path, capsys):
+    from rlcg.cli import main
+
+    argv = ["train", "--method", "gan", "--sim-data", str(tmp_path / "none"), "--real-data", str(tmp_path / "none")]
+    for device, noted in (("cpu", True), ("auto", not torch.cuda.is_available())):
+        main([*argv, "--out", str(tmp_path / "run"), "--bf16", "--device", device])
+        assert ("--bf16 on the CPU" in capsys.readouterr().err) == noted
+    main([*argv, "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert "--bf16" not in capsys.readouterr().err
+
+
 def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_path):
     """--rl-scene-trains-q: the Q step adds L_RL-scene on detached images; its gradient alone
     reaches both Q-networks (never G or F) and a few Q steps on it reduce it."""
@@ -368,7 +380,7 @@ def test_rl_scene_trains_q_reaches_the_q_networks_and_not_the_generators(tmp_pat
     t2 = _trainer(tmp_path / "same", rl_scene_trains_q=True)
     _, out2, stats2 = t2.generator_loss(sim, real)
     _, parts2 = t2.q_loss(sim, real, out2)
-    assert float(parts2["rl_scene"].detach()) == pytest.approx(stats2["loss_rl_scene"], rel=1e-5)
+    assert float(parts2["rl_scene"].detach()) == pytest.approx(float(stats2["loss_rl_scene"]), rel=1e-5)
     # with the option off the Q step has no RL-scene term
     _, parts3 = _trainer(tmp_path / "off", rl_scene_trains_q=False).q_loss(sim, real, out2)
     assert "rl_scene" not in parts3

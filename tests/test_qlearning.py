@@ -313,14 +313,14 @@ class SideOfTheSquare:
         )
 
 
-def _trainer(tmp_path, steps, resume=False, seed=0, init=None, channels=(16, 32), lr_schedule="constant"):
+def _trainer(tmp_path, steps, resume=False, seed=0, init=None, channels=(16, 32), lr_schedule="constant", device="cpu"):
     cfg = QTrainConfig(
         steps=steps, batch_size=32, lr=5e-4, lr_schedule=lr_schedule, seed=seed, log_every=10, checkpoint_every=10_000
     )
     # QT-Opt's broadcast-add fusion: no camera geometry is involved in this synthetic task.
     qcfg = QNetConfig(image_size=32, channels=channels, merge_size=8, fusion="add")
     data = WeightedSources([(SideOfTheSquare(), 1)])
-    return QTOptTrainer(cfg, qcfg, data, tmp_path / "run", resume=resume, init=init)
+    return QTOptTrainer(cfg, qcfg, data, tmp_path / "run", device=device, resume=resume, init=init)
 
 
 def test_training_learns_a_learnable_task(tmp_path):

@@ -152,16 +152,23 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=False,
         help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (default: off; docs/method.md)",
     )
-    p.add_argument("--bf16", action="store_true", help="GAN methods: bfloat16 autocast")
+    # docs/benchmarks.md: at 64x64 none of the three gains beyond noise on a 2-core CPU or on an H200
+    # (whose step is launch-bound), and bf16 on that CPU is 17x slower; they are there for larger images
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="GAN methods: bfloat16 autocast (for GPUs; no gain measured at 64x64, and 17x slower on a CPU "
+        "without bf16 units)",
+    )
     p.add_argument(
         "--channels-last",
         action="store_true",
-        help="GAN methods: networks in channels_last memory format (no CPU gain measured; for GPUs)",
+        help="GAN methods: networks in channels_last memory format (no gain measured at 64x64, CPU or GPU)",
     )
     p.add_argument(
         "--fused-adam",
         action="store_true",
-        help="GAN methods: fused Adam kernels (no CPU gain measured; for GPUs)",
+        help="GAN methods: fused Adam kernels (no gain measured at 64x64, CPU or GPU)",
     )
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=None, help="save every N steps (default: 1000 Q-only, 500 GAN)"
@@ -296,14 +303,15 @@ def register_bench(bench_sub) -> None:
     p.add_argument(
         "--ablation",
         action="store_true",
-        help="also time rl-cyclegan with channels_last and fused Adam switched on, each alone and both together "
-        "(the hot-path ablation; reported under hot_path: medians over --repeats rounds, speedups against neither)",
+        help="also time rl-cyclegan with channels_last and fused Adam switched on, each alone and both together, "
+        "and on a GPU with bf16 autocast alone and with both (the hot-path ablation; reported under hot_path: "
+        "medians over --repeats rounds, speedups against neither)",
     )
     p.add_argument(
         "--repeats",
         type=positive_int,
         default=None,
-        help="with --ablation: rounds, the four variants taking turns in each; medians are reported (default: 3)",
+        help="with --ablation: rounds, the variants taking turns in each; medians are reported (default: 3)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_bench_train)
@@ -380,6 +388,12 @@ def train_method(args, method: str, sim_specs, real_specs, out: Path, progress: 
 
     refuse_data_as_output(out)
     device = resolve_device(args.device)  # a missing GPU is an error before any data is read
+    if getattr(args, "bf16", False) and device == "cpu" and method in GAN_METHODS:
+        print(
+            "note: --bf16 on the CPU: bfloat16 autocast made the rl-cyclegan step 17x slower than float32 on a "
+            "CPU without bf16 units (docs/benchmarks.md); it is meant for GPUs",
+            file=sys.stderr,
+        )
     sim_data, (h, _) = _open(sim_specs, "--sim-data")
     sim = SimConfig.load(image_size=h)
     qcfg = QNetConfig.for_world(sim)
@@ -636,6 +650,31 @@ def cmd_export_q(args) -> int:
     return 0
 
 
+class SyntheticTransitions:
+    """The benches' transitions: random 64x64 images, one fixed grasp, random terminal rewards."""
+
+    def __init__(self, n: int = 256, size: int = 64):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        self.images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def sample(self, b, rng):
+        import numpy as np
+
+        i = rng.integers(0, len(self), b)
+        return argparse.Namespace(
+            image=self.images[i],
+            next_image=self.images[i],
+            action=np.tile(np.array([0.6, 0.0, 0.3, 0.0], np.float32), (b, 1)),
+            reward=rng.integers(0, 2, b).astype(np.float32),
+            done=np.ones(b, bool),
+        )
+
+
 def cmd_bench_train(args) -> int:
     import numpy as np
     import torch
@@ -656,29 +695,11 @@ def cmd_bench_train(args) -> int:
         else (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     )
 
-    class Synthetic:
-        def __init__(self, n: int = 256, size: int = 64):
-            rng = np.random.default_rng(0)
-            self.images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-
-        def __len__(self) -> int:
-            return len(self.images)
-
-        def sample(self, b, rng):
-            i = rng.integers(0, len(self), b)
-            return argparse.Namespace(
-                image=self.images[i],
-                next_image=self.images[i],
-                action=np.tile(np.array([0.6, 0.0, 0.3, 0.0], np.float32), (b, 1)),
-                reward=rng.integers(0, 2, b).astype(np.float32),
-                done=np.ones(b, bool),
-            )
-
     qcfg = QNetConfig.for_world(SimConfig.load())
     q_batch = max(GanTrainConfig().q_batch_size, args.batch_size)  # as rlcg train's defaults give
 
     def steps_per_s(method: str, device: str, **options) -> float:
-        data = WeightedSources([(Synthetic(), 1.0)])
+        data = WeightedSources([(SyntheticTransitions(), 1.0)])
         with tempfile.TemporaryDirectory() as tmp:
             if method == "sim-only":  # at the Q batch of the GAN methods' Q-networks
                 trainer = QTOptTrainer(QTrainConfig(batch_size=q_batch), qcfg, data, tmp, device=device)
@@ -712,6 +733,9 @@ def cmd_bench_train(args) -> int:
                 "fused_adam": dict(channels_last=False, fused_adam=True),
                 "both": dict(channels_last=True, fused_adam=True),
             }
+            if device.startswith("cuda"):  # bf16 is for tensor cores: 17x slower on the 2-core CPU (benchmarks.md)
+                variants["bf16"] = dict(channels_last=False, fused_adam=False, bf16=True)
+                variants["bf16_both"] = dict(channels_last=True, fused_adam=True, bf16=True)
             # rounds in turn, so that a slow spell of a shared machine hits every variant alike
             runs: dict[str, list[float]] = {k: [] for k in variants}
             for _ in range(repeats):

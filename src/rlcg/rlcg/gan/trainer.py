@@ -314,6 +314,15 @@ class ImagePool:
         return torch.stack(out)
 
 
+def _as_floats(stats: dict[str, torch.Tensor]) -> dict[str, float]:
+    """A step's loss terms as floats, copied from the device in one go: a float() per term would make
+    the host wait for the GPU at every term, and queue no work meanwhile."""
+    if not stats:
+        return {}
+    values = torch.stack([v.float().reshape(()) for v in stats.values()]).tolist()
+    return dict(zip(stats.keys(), values))
+
+
 def _frozen(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in module.named_parameters()}
 
@@ -647,28 +656,29 @@ class RLCycleGANTrainer:
 
         return batch_tensors(data.sample(size or self.cfg.batch_size, self.rng), self.device)
 
-    def generator_loss(self, sim, real) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+    def generator_loss(self, sim, real) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """lambda_GAN L_GAN (generator side) + lambda_cycle L_cyc + lambda_RL-scene L_RL-scene; the
-        discriminators and Q-networks are evaluated with detached parameters (they are not updated)."""
+        discriminators and Q-networks are evaluated with detached parameters (they are not updated).
+        Returns the loss, the translated images and the terms (detached tensors, see _as_floats)."""
         cfg, w, nets = self.cfg, self.cfg.weights, self.nets
         x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         out = self.gens(x, y)
         loss = w.gan * losses.gan_generator_loss(  # L_GAN(G, D_Y)
             functional_call(nets["D_Y"], _frozen(nets["D_Y"]), (out["G(x)"],)), cfg.gan_objective
         )
-        stats["loss_gan_G"] = float(loss.detach()) / max(w.gan, 1e-12)
+        stats["loss_gan_G"] = loss.detach() / max(w.gan, 1e-12)
         if cfg.uses_f:
             f_gan = losses.gan_generator_loss(  # L_GAN(F, D_X)
                 functional_call(nets["D_X"], _frozen(nets["D_X"]), (out["F(y)"],)), cfg.gan_objective
             )
             cyc = losses.cycle_loss(x, out["F(G(x))"], y, out["G(F(y))"], cfg.cycle_distance)  # L_cyc(G, F)
             loss = loss + w.gan * f_gan + w.cycle * cyc
-            stats.update(loss_gan_F=float(f_gan.detach()), loss_cycle=float(cyc.detach()))
+            stats.update(loss_gan_F=f_gan.detach(), loss_cycle=cyc.detach())
         if w.identity > 0:
             idt = losses.identity_loss(y, out["G(y)"], x, out.get("F(x)"), cfg.cycle_distance)  # L_identity(G, F)
             loss = loss + w.identity * idt
-            stats["loss_identity"] = float(idt.detach())
+            stats["loss_identity"] = idt.detach()
         if cfg.uses_q_sim:
             images = {"x": sim["image"], "y": real["image"], **{k: to_q_range(out[k]) for k in SCENE_IMAGES}}
             six = losses.six_q_values(
@@ -676,9 +686,9 @@ class RLCycleGANTrainer:
             )
             scene = losses.rl_scene_loss(six)  # L_RL-scene(G, F)
             loss = loss + w.rl_scene * scene
-            stats["loss_rl_scene"] = float(scene.detach())
-            stats.update({k: float(v.detach().float().mean()) for k, v in six.as_dict().items()})
-        stats["loss_generators"] = float(loss.detach())
+            stats["loss_rl_scene"] = scene.detach()
+            stats.update({k: v.detach().float().mean() for k, v in six.as_dict().items()})
+        stats["loss_generators"] = loss.detach()
         return loss, out, stats
 
     def discriminator_loss(self, sim, real, out) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -741,8 +751,8 @@ class RLCycleGANTrainer:
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         self.opt_d.step()
-        stats["loss_discriminators"] = float(d_loss.detach())
-        stats.update({f"loss_discriminators/{k}": float(v.detach()) for k, v in d_parts.items()})
+        stats["loss_discriminators"] = d_loss.detach()
+        stats.update({f"loss_discriminators/{k}": v.detach() for k, v in d_parts.items()})
 
         with autocast:
             q_loss, parts = self.q_loss(sim, real, out)
@@ -750,17 +760,16 @@ class RLCycleGANTrainer:
         q_loss.backward()
         self.opt_q.step()
         polyak_update(self.q_targets, _unwrap(self.qs), cfg.polyak)
-        stats["loss_rl"] = float(q_loss.detach())
-        stats["lr_factor"] = gan_factor
-        stats["lr_factor_q"] = q_factor
-        stats.update({f"loss_rl/{k}": float(v.detach()) for k, v in parts.items()})
+        stats["loss_rl"] = q_loss.detach()
+        stats.update({f"loss_rl/{k}": v.detach() for k, v in parts.items()})
+        floats = {**_as_floats(stats), "lr_factor": gan_factor, "lr_factor_q": q_factor}
         if cfg.q_updates_per_step > 1:
             extra = [self._q_real_update()[0] for _ in range(cfg.q_updates_per_step - 1)]
-            stats["loss_rl/Q_real:extra"] = float(np.mean(extra))
+            floats["loss_rl/Q_real:extra"] = float(np.mean(extra))
         self._step_done()
         x, y = to_gan_range(sim["image"]), to_gan_range(real["image"])
         self._last = {"x": x, "y": y, **{k: v.detach() for k, v in out.items()}}
-        return stats
+        return floats
 
     def q_tail_step(self) -> dict[str, float]:
         """One step of the Q tail (GanTrainConfig.q_tail_steps): one Q_real update on the final,
