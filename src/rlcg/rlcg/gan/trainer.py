@@ -132,8 +132,9 @@ class GanTrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     seed: int = 0
     bf16: bool = False
-    # Hot-path options, off by default: on the 2-core CPU neither changed the rl-cyclegan step rate
-    # beyond noise (`rlcg bench train --ablation`, docs/benchmarks.md); meant for GPUs, not yet measured there.
+    # Hot-path options, off by default: at 64x64 none of them (bf16 included) changed the rl-cyclegan step
+    # rate beyond noise on the 2-core CPU or on an H200, whose step is launch-bound (`rlcg bench train
+    # --ablation`, docs/benchmarks.md); they may pay with larger images.
     channels_last: bool = False  # memory format of every network's weights and activations
     fused_adam: bool = False  # one fused kernel per optimizer step instead of PyTorch's default implementation
     log_every: int = 25
