@@ -242,3 +242,22 @@ def test_a_recipe_work_directory_refuses_other_settings(tmp_path):
     other = run("SEED=1 DOMAIN=sim")
     assert other.returncode == 2 and "give another WORK_DIR" in (work / "log.txt").read_text() + other.stderr
     assert "one: done before, skipped" in (work / "log.txt").read_text()
+
+
+def test_ctrl_c_in_a_bench_collection_or_evaluation_says_what_the_same_command_redoes(tmp_path, monkeypatch):
+    import rlcg.rollout
+    from rlcg.eval import transfer
+    from rlcg.interrupts import Interrupted
+
+    def interrupted_rollout(spec, sink, **kwargs):
+        raise rlcg.rollout.RolloutInterrupted(rlcg.rollout.RolloutSummary(episodes=3), spec.episodes)
+
+    monkeypatch.setattr(rlcg.rollout, "rollout", interrupted_rollout)
+    out = tmp_path / "sim"
+    with pytest.raises(
+        Interrupted, match="collect sim: 3 of 10 episodes finished; an unfinished collection is not kept"
+    ):
+        transfer._collect(out, "sim", "scripted", 10, 0, "train", 1, False, "collect sim")
+    assert not (out / ".complete").exists()  # so the next run collects it again
+    with pytest.raises(Interrupted, match="eval sim-only in sim: 3 of 10 episodes finished; the same command keeps"):
+        transfer._evaluate(tmp_path / "policy", "sim", 10, 1, False, "eval sim-only in sim")

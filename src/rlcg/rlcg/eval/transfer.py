@@ -165,10 +165,17 @@ def _collect(
         import shutil
 
         shutil.rmtree(out)  # an unfinished collection from an interrupted run
+    from rlcg.interrupts import Interrupted
+
     spec = RolloutSpec(domain=domain, policy=policy, split=split, base_seed=seed, episodes=episodes, explore=explore)
     recorder = EpisodeRecorder(out)
     try:
         summary = rollout(spec, recorder, workers=workers, progress=progress, desc=desc)
+    except Interrupted as exc:
+        raise Interrupted(
+            f"{desc}: {exc}; an unfinished collection is not kept: the same command collects it again "
+            "and continues the benchmark from there"
+        ) from None
     finally:
         recorder.close()
     done.write_text(json.dumps({"episodes": episodes, "successes": summary.successes}))
@@ -177,10 +184,16 @@ def _collect(
 
 def _evaluate(policy_dir: Path, domain, episodes: int, workers: int, progress: bool, desc: str) -> dict:
     from rlcg.eval.stats import success_report
+    from rlcg.interrupts import Interrupted
     from rlcg.rollout import RolloutSpec, rollout
 
     spec = RolloutSpec(domain=domain, policy=str(policy_dir), split="test", base_seed=EVAL_SEED, episodes=episodes)
-    summary = rollout(spec, None, workers=workers, progress=progress, desc=desc)
+    try:
+        summary = rollout(spec, None, workers=workers, progress=progress, desc=desc)
+    except Interrupted as exc:
+        raise Interrupted(
+            f"{desc}: {exc}; the same command keeps the trained runs and evaluates again from the first episode"
+        ) from None
     return success_report(summary.successes, summary.episodes, summary.per_bin)
 
 
