@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # The checks of rlcg that need a CUDA GPU, in one run (a lent GPU machine is held by the minute):
 #   1. tests/test_cuda.py and tests/test_device.py;
-#   2. a training run on real data with --device cuda: train-q, train rl-cyclegan (bf16,
-#      channels_last, fused Adam, --real-rl), a resume, export-q, translate, calibrate;
+#   2. commands on real data: train-q, train rl-cyclegan (bf16, channels_last, fused Adam, --real-rl)
+#      and its --resume, translate and calibrate with --device cuda (calibrate also on the CPU, to
+#      compare); export-q and eval-data of the run (on the CPU); and a default-options rl-cyclegan run
+#      whose logged steps/s are printed;
 #   3. the GPU figures of docs/benchmarks.md: bench train on the CPU and on the GPU (ablation at batch 8
-#      and 64), and, with OLD_SRC, the same bench of another source tree, the two taking turns;
+#      and 64; cuDNN's autotuner), and, with OLD_SRC, the same bench of another source tree, the two
+#      taking turns;
 #   4. a profile of the rl-cyclegan step (scripts/gpu_profile.py): kernel time against wall time.
 #
 #   [PARTS="tests train bench profile"] scripts/gpu_check.sh DATA OUT [OLD_SRC]
 #
 # DATA holds two datasets, sim/ and real/ (`rlcg data ingest`), made on a machine with PyBullet; OUT
-# receives log.txt (everything), pytest.txt, bench.jsonl (one JSON object a line, labelled) and a
-# training image grid. OLD_SRC is the src/rlcg directory of another commit (git archive), for a
-# same-run ratio. rlcg runs from this checkout (PYTHONPATH); its dependencies must be importable.
+# receives log.txt (everything), pytest.txt, bench.jsonl (one JSON object a line, labelled),
+# profile.jsonl and a training image grid; what an earlier run left there is replaced. OLD_SRC is the
+# src/rlcg directory of another commit (git archive; say which in OLD_COMMIT), for a same-run ratio.
+# rlcg runs from this checkout (PYTHONPATH); its dependencies must be importable.
 # docs/benchmarks.md's DATA: `rlcg collect --policy scripted --explore 0.3 --episodes 120 --workers 2`
 # with --seed 11 (sim) and with --domain pseudo-real --seed 12 (real), each then `rlcg data ingest`.
 # DEVICE=cpu runs it all on the CPU (but the profile): a dry run, before a GPU is lent. PARTS picks
@@ -23,14 +27,19 @@ OUT=${2:?usage: scripts/gpu_check.sh DATA OUT [OLD_SRC]}
 OLD=${3:-}
 DEVICE=${DEVICE:-cuda}
 PARTS=" ${PARTS:-tests train bench profile} "
+for part in $PARTS; do
+  case $part in tests | train | bench | profile) ;; *) echo "unknown part '$part': tests, train, bench or profile" >&2; exit 2 ;; esac
+done
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT"
 DATA=$(realpath "$DATA") OUT=$(realpath "$OUT")
 [ -z "$OLD" ] || OLD=$(realpath "$OLD")
 cd "$ROOT" || exit
+rm -f "$OUT/log.txt" "$OUT/pytest.txt" "$OUT/bench.jsonl" "$OUT/profile.jsonl" "$OUT/train_grid.png"
 NEW_PATH="$ROOT/src/rlcg${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
 LOG="$OUT/log.txt"
 failures=()
 
@@ -70,6 +79,8 @@ bench() {  # bench LABEL COMMAND...: one JSON line into bench.jsonl, labelled
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv 2>&1 || true
   PYTHONPATH="$NEW_PATH" python3 -c 'import sys, torch, numpy; print(sys.version); print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available()); print("numpy", numpy.__version__); print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")'
   nproc
+  git log -1 --format='this tree: %h %s' 2>/dev/null && git status --short | head -5
+  [ -z "$OLD" ] || echo "OLD_SRC: $OLD (${OLD_COMMIT:-commit not given})"
 } >>"$LOG" 2>&1
 cat "$LOG"
 
@@ -83,7 +94,7 @@ if ! PYTHONPATH="$NEW_PATH" python3 -c "import pybullet" >/dev/null 2>&1; then
     --deselect tests/test_device.py::test_a_device_for_a_policy_that_uses_none_is_refused)
 fi
 step pytest env PYTHONPATH="$NEW_PATH" RLCG_TEST_DEVICE="$DEVICE" python3 -m pytest -q -rs -p no:cacheprovider \
-  -o addopts="" "${deselect[@]}" tests/test_cuda.py tests/test_device.py
+  -o addopts="" ${deselect[@]+"${deselect[@]}"} tests/test_cuda.py tests/test_device.py
 grep -E "passed|failed|error|SKIP" "$LOG" | tail -5 >"$OUT/pytest.txt"
 fi
 
@@ -142,8 +153,7 @@ if [[ $PARTS == *" profile "* && $DEVICE == cuda* ]]; then
   cat "$OUT/profile.jsonl" | tee -a "$LOG"
 fi
 
-rm -rf "$WORK"
-echo "failures: ${#failures[@]} ${failures[*]}" | tee -a "$LOG"
+echo "failures: ${#failures[@]} ${failures[*]-}" | tee -a "$LOG"
 [ -f "$OUT/bench.jsonl" ] && PYTHONPATH="$NEW_PATH" python3 - "$OUT/bench.jsonl" <<'EOF' | tee -a "$LOG"
 import json, sys
 for line in open(sys.argv[1]):

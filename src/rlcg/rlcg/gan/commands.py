@@ -152,23 +152,24 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=False,
         help="rl-cyclegan: L_RL-scene also updates Q_sim and Q_real, not only G and F (default: off; docs/method.md)",
     )
-    # docs/benchmarks.md: at 64x64 none of the three gains beyond noise on a 2-core CPU or on an H200
-    # (whose step is launch-bound), and bf16 on that CPU is 17x slower; they are there for larger images
+    # docs/benchmarks.md: at 64x64 none of the three gains beyond run-to-run noise on a 2-core CPU or on an
+    # H200 (whose step is launch-bound), and bf16 is slower on both; they are there for larger images
     p.add_argument(
         "--bf16",
         action="store_true",
-        help="GAN methods: bfloat16 autocast (for GPUs; no gain measured at 64x64, and 17x slower on a CPU "
-        "without bf16 units)",
+        help="GAN methods: bfloat16 autocast (for GPUs; at 64x64 measured slower: 0.74x on an H200 at batch 8, "
+        "17x slower on a CPU without bf16 units)",
     )
     p.add_argument(
         "--channels-last",
         action="store_true",
-        help="GAN methods: networks in channels_last memory format (no gain measured at 64x64, CPU or GPU)",
+        help="GAN methods: networks in channels_last memory format (no gain beyond run-to-run noise measured at "
+        "64x64, CPU or GPU)",
     )
     p.add_argument(
         "--fused-adam",
         action="store_true",
-        help="GAN methods: fused Adam kernels (no gain measured at 64x64, CPU or GPU)",
+        help="GAN methods: fused Adam kernels (no gain beyond run-to-run noise measured at 64x64, CPU or GPU)",
     )
     p.add_argument(
         "--checkpoint-every", type=positive_int, default=None, help="save every N steps (default: 1000 Q-only, 500 GAN)"

@@ -132,9 +132,10 @@ class GanTrainConfig:
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     seed: int = 0
     bf16: bool = False
-    # Hot-path options, off by default: at 64x64 none of them (bf16 included) changed the rl-cyclegan step
-    # rate beyond noise on the 2-core CPU or on an H200, whose step is launch-bound (`rlcg bench train
-    # --ablation`, docs/benchmarks.md); they may pay with larger images.
+    # Hot-path options, off by default (`rlcg bench train --ablation`, docs/benchmarks.md): at 64x64
+    # channels_last and fused Adam gained nothing beyond run-to-run noise on the 2-core CPU or on an H200,
+    # whose step is launch-bound; bf16 was slower on both (0.74x on the H200 at batch 8, 17x slower on the
+    # CPU). They may pay with larger images.
     channels_last: bool = False  # memory format of every network's weights and activations
     fused_adam: bool = False  # one fused kernel per optimizer step instead of PyTorch's default implementation
     log_every: int = 25
